@@ -1,0 +1,89 @@
+// Module entry: registers the classes and a few process-wide helpers.
+#include <napi.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include <torch/cuda.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/torch.h>
+
+#include "addon.h"
+#include "engine.h"
+#include "errors.h"
+#include "model.h"
+#include "rle.h"
+
+namespace sam3 {
+namespace {
+
+// rleEncode(mask: Uint8Array, height, width, order?: 'row' | 'column') -> string
+// Synchronous: RLE of one mask is a linear scan; used by tests and the RLE benchmark.
+Napi::Value RleEncodeJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsNumber() || !info[2].IsNumber()) {
+    ThrowInvalid(env, "rleEncode(mask: Uint8Array, height: number, width: number, order?: 'row' | 'column')");
+  }
+  if (info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) ThrowInvalid(env, "rleEncode: mask must be a Uint8Array");
+  auto mask = info[0].As<Napi::Uint8Array>();
+  const int64_t h = info[1].As<Napi::Number>().Int64Value();
+  const int64_t w = info[2].As<Napi::Number>().Int64Value();
+  if (h <= 0 || w <= 0) ThrowInvalid(env, "rleEncode: height and width must be positive");
+  if (static_cast<int64_t>(mask.ElementLength()) != h * w) ThrowInvalid(env, "rleEncode: mask must hold height*width bytes");
+  bool row_major = true;
+  if (info.Length() > 3 && info[3].IsString()) {
+    const std::string order = info[3].As<Napi::String>();
+    if (order == "column") row_major = false;
+    else if (order != "row") ThrowInvalid(env, "rleEncode: order must be 'row' or 'column'");
+  }
+  if (!row_major) return Napi::String::New(env, RleEncode(mask.Data(), h, w));
+  std::vector<uint8_t> col(static_cast<size_t>(h * w));
+  const uint8_t* src = mask.Data();
+  for (int64_t y = 0; y < h; y++)
+    for (int64_t x = 0; x < w; x++) col[x * h + y] = src[y * w + x];
+  return Napi::String::New(env, RleEncode(col.data(), h, w));
+}
+
+Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("torchVersion", TORCH_VERSION);
+  o.Set("cudaAvailable", torch::cuda::is_available());
+  o.Set("cudaDeviceCount", static_cast<double>(torch::cuda::is_available() ? torch::cuda::device_count() : 0));
+  o.Set("interopThreads", at::get_num_interop_threads());
+  o.Set("defaultThreads", at::get_num_threads());
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // The profiling graph executor re-optimises a traced graph for every new input shape, which makes
+  // the first call at each batch size or image size slow. Traced SAM 3 is dominated by large ops, so
+  // run the graphs as traced unless SAM3_JIT_OPTIMIZE=1.
+  const char* opt = std::getenv("SAM3_JIT_OPTIMIZE");
+  torch::jit::setGraphExecutorOptimize(opt != nullptr && std::strcmp(opt, "1") == 0);
+
+  auto* data = new AddonData();
+  Napi::Function engine = Engine::Init(env);
+  Napi::Function model = Model::Init(env);
+  Napi::Function features = ImageFeatures::Init(env);
+  Napi::Function text = TextEmbedding::Init(env);
+  data->engine_ctor = Napi::Persistent(engine);
+  data->model_ctor = Napi::Persistent(model);
+  data->features_ctor = Napi::Persistent(features);
+  data->text_ctor = Napi::Persistent(text);
+  env.SetInstanceData<AddonData>(data);
+
+  exports.Set("Engine", engine);
+  exports.Set("Model", model);
+  exports.Set("ImageFeatures", features);
+  exports.Set("TextEmbedding", text);
+  exports.Set("rleEncode", Napi::Function::New(env, RleEncodeJs, "rleEncode"));
+  exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
+  return exports;
+}
+
+}  // namespace
+}  // namespace sam3
+
+static Napi::Object InitSam3(Napi::Env env, Napi::Object exports) { return sam3::Init(env, exports); }
+NODE_API_MODULE(sam3, InitSam3)

@@ -1,0 +1,16 @@
+// COCO run-length encoding, byte for byte what pycocotools' mask.encode + rleToString produce.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sam3 {
+
+// `colmajor` holds h*w bytes in column-major (Fortran) order, non-zero meaning foreground.
+std::vector<uint32_t> RleCounts(const uint8_t* colmajor, int64_t h, int64_t w);
+// pycocotools' compressed string form of the counts (LEB128-like, 6 bits per char, delta from i-2).
+std::string RleCountsToString(const std::vector<uint32_t>& counts);
+std::string RleEncode(const uint8_t* colmajor, int64_t h, int64_t w);
+
+}  // namespace sam3
