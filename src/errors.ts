@@ -1,0 +1,77 @@
+/**
+ * Errors of the library. Every error has a stable `code`; native errors arrive with the same codes
+ * (see native/errors.h) and are re-thrown as Sam3Error with the caller's stack, so a failure points
+ * at user code rather than at the engine thread.
+ */
+export const ErrorCode = {
+  InvalidArgument: 'ERR_SAM3_INVALID_ARGUMENT',
+  InvalidImage: 'ERR_SAM3_INVALID_IMAGE',
+  ImageTooLarge: 'ERR_SAM3_IMAGE_TOO_LARGE',
+  Disposed: 'ERR_SAM3_DISPOSED',
+  Bundle: 'ERR_SAM3_BUNDLE',
+  ModelLoad: 'ERR_SAM3_MODEL_LOAD',
+  OutOfMemory: 'ERR_SAM3_OUT_OF_MEMORY',
+  Inference: 'ERR_SAM3_INFERENCE',
+  EngineClosed: 'ERR_SAM3_ENGINE_CLOSED',
+  DeviceMismatch: 'ERR_SAM3_DEVICE_MISMATCH',
+  Addon: 'ERR_SAM3_ADDON',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Codes caused by what the caller passed in (an HTTP layer maps them to 4xx). */
+export const USER_ERROR_CODES: ReadonlySet<string> = new Set([
+  ErrorCode.InvalidArgument,
+  ErrorCode.InvalidImage,
+  ErrorCode.ImageTooLarge,
+  ErrorCode.Disposed,
+]);
+
+export class Sam3Error extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'Sam3Error';
+    this.code = code;
+    this.details = details;
+  }
+
+  get isUserError(): boolean {
+    return USER_ERROR_CODES.has(this.code);
+  }
+}
+
+const KNOWN = new Set<string>(Object.values(ErrorCode));
+
+/** Converts anything thrown by the addon into a Sam3Error (keeping its code and message). */
+export function fromNative(err: unknown, callerStack?: string): Sam3Error {
+  if (err instanceof Sam3Error) return err;
+  const e = err as { code?: unknown; message?: unknown };
+  const code = typeof e?.code === 'string' && KNOWN.has(e.code) ? (e.code as ErrorCode) : ErrorCode.Inference;
+  const message = typeof e?.message === 'string' ? e.message : String(err);
+  const out = new Sam3Error(code, message, undefined, { cause: err });
+  if (callerStack) out.stack = `${out.name} [${code}]: ${message}\n${callerStack}`;
+  return out;
+}
+
+/** Captures the caller's stack now, before an async hop into native code. */
+export function captureCaller(): string {
+  const holder: { stack?: string } = {};
+  Error.captureStackTrace(holder, captureCaller);
+  return (holder.stack ?? '').split('\n').slice(1).join('\n');
+}
+
+/** Runs a native call (sync throw or async rejection) and converts its failure. */
+export async function callNative<T>(fn: () => Promise<T>): Promise<T> {
+  const stack = captureCaller();
+  try {
+    return await fn();
+  } catch (err) {
+    throw fromNative(err, stack);
+  }
+}
+
+export function invalid(message: string, details?: Record<string, unknown>): Sam3Error {
+  return new Sam3Error(ErrorCode.InvalidArgument, message, details);
+}

@@ -1,0 +1,62 @@
+/**
+ * Image decoding with sharp: any format sharp reads, EXIF orientation applied, converted to 8-bit
+ * sRGB with alpha dropped (what PIL's exif_transpose + convert('RGB') gives the Python processor).
+ * Decoding runs on libuv's pool inside sharp, off the JS thread; only pixels reach the engine.
+ */
+import sharp, { type Metadata } from 'sharp';
+
+import { ErrorCode, Sam3Error } from './errors.js';
+
+export interface DecodedImage {
+  data: Buffer;
+  width: number;
+  height: number;
+}
+
+export interface DecodeOptions {
+  /** Refuse images with more pixels than this (decompression bombs). Default 50 megapixels. */
+  maxPixels?: number;
+  /** Refuse images whose shorter side is below this many pixels. Default 8. */
+  minSide?: number;
+}
+
+export const DEFAULT_MAX_PIXELS = 50_000_000;
+export const DEFAULT_MIN_SIDE = 8;
+
+export async function decodeImage(input: Uint8Array, options: DecodeOptions = {}): Promise<DecodedImage> {
+  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  const minSide = options.minSide ?? DEFAULT_MIN_SIDE;
+  if (!(input instanceof Uint8Array)) {
+    throw new Sam3Error(ErrorCode.InvalidImage, 'the image must be a Buffer or Uint8Array of encoded image bytes');
+  }
+  if (input.byteLength === 0) throw new Sam3Error(ErrorCode.InvalidImage, 'the image is empty (0 bytes)');
+  let meta: Metadata;
+  try {
+    meta = await sharp(input, { limitInputPixels: false }).metadata();
+  } catch (err) {
+    throw new Sam3Error(ErrorCode.InvalidImage, `the bytes are not a readable image: ${(err as Error).message}`, undefined, { cause: err });
+  }
+  const width = meta.width ?? 0;
+  const height = meta.height ?? 0;
+  if (width * height > maxPixels) {
+    throw new Sam3Error(ErrorCode.ImageTooLarge, `the image is ${width}x${height} = ${width * height} pixels, above the limit of ${maxPixels}; send a smaller image`, { width, height, maxPixels });
+  }
+  if (Math.min(width, height) < minSide) {
+    throw new Sam3Error(ErrorCode.InvalidImage, `the image is ${width}x${height}; both sides must be at least ${minSide} pixels`, { width, height, minSide });
+  }
+  try {
+    const { data, info } = await sharp(input, { limitInputPixels: maxPixels, failOn: 'error', pages: 1 })
+      .rotate()
+      .toColourspace('srgb')
+      .removeAlpha()
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) {
+      throw new Sam3Error(ErrorCode.InvalidImage, `decoded image has ${info.channels} channels; expected RGB`);
+    }
+    return { data, width: info.width, height: info.height };
+  } catch (err) {
+    if (err instanceof Sam3Error) throw err;
+    throw new Sam3Error(ErrorCode.InvalidImage, `the image could not be decoded: ${(err as Error).message}`, undefined, { cause: err });
+  }
+}

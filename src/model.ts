@@ -1,0 +1,386 @@
+/**
+ * Sam3Model: the image predictor. Load a bundle onto a device, encode an image once into an
+ * ImageFeatures handle, then segment it with text prompts, box exemplars or both; several prompts
+ * run in one batched head pass. Text embeddings are cached by prompt string.
+ */
+import os from 'node:os';
+
+import { type Bundle, type BundleOptions, type Manifest, openBundle } from './bundle.js';
+import { HandleCache, type Lease } from './cache.js';
+import { ErrorCode, Sam3Error, callNative, fromNative, invalid } from './errors.js';
+import { type DecodeOptions, decodeImage } from './image.js';
+import { type NativeEngine, type NativeImageFeatures, type NativeModel, type NativeQuery, type NativeTextEmbedding, addon } from './native.js';
+import { PromptTokenizer } from './tokenizer.js';
+
+/** [x, y, width, height], normalised to [0, 1] by the image's width and height. */
+export type Box = [number, number, number, number];
+
+export interface BoxPrompt {
+  box: Box;
+  /** true: an exemplar of what to find (default); false: a negative exemplar. */
+  label?: boolean;
+}
+
+export interface Prompt {
+  text?: string;
+  boxes?: BoxPrompt[];
+}
+
+/** COCO run-length encoding, as pycocotools' mask.encode writes it. */
+export interface RleMask {
+  size: [number, number];
+  counts: string;
+}
+
+export interface Segmentation {
+  masks: RleMask[];
+  boxes: Box[];
+  scores: number[];
+  numMasks: number;
+  imageSize: { width: number; height: number };
+}
+
+/** Raw RGB pixels (3 bytes per pixel, row-major), for callers that decoded the image already. */
+export interface RgbImage {
+  rgb: Uint8Array;
+  width: number;
+  height: number;
+}
+
+export type ImageInput = Uint8Array | RgbImage;
+
+export interface SegmentOptions {
+  /** Keep detections whose score (sigmoid(logit) * sigmoid(presence)) is above this. Default 0.5. */
+  threshold?: number;
+}
+
+export interface LoadOptions extends BundleOptions, DecodeOptions {
+  /** 'cpu', 'cuda' or 'cuda:N'. Default: the device the bundle was exported for. */
+  device?: string;
+  /** Threads for libtorch on this device's engine. Default: all cores. */
+  threads?: number;
+  /** Run each model piece once at load so the first request is not slow. Default true. */
+  warmup?: boolean;
+  /** Text embeddings kept in the cache. Default 1024. */
+  textCacheEntries?: number;
+  /** Use an existing engine (one thread per device, shared by models) instead of making one. */
+  engine?: NativeEngine;
+}
+
+export const MAX_BOXES_PER_PROMPT = 64;
+export const MAX_PROMPT_CHARS = 1000;
+
+export class ImageFeatures {
+  /** @internal */
+  constructor(
+    readonly native: NativeImageFeatures,
+    /** @internal */ readonly model: Sam3Model,
+  ) {}
+
+  get width(): number {
+    return this.native.width;
+  }
+  get height(): number {
+    return this.native.height;
+  }
+  /** Device memory held by the features. */
+  get bytes(): number {
+    return this.native.bytes;
+  }
+  get disposed(): boolean {
+    return this.native.disposed;
+  }
+  dispose(): void {
+    this.native.dispose();
+  }
+}
+
+interface NormalisedPrompt {
+  text: string;
+  boxes: Float64Array | undefined;
+  labels: Uint8Array | undefined;
+}
+
+export function validateThreshold(value: unknown, name = 'threshold'): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 1) {
+    throw invalid(`${name} must be a number within [0, 1], got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** Checks a box is [x, y, w, h] inside the unit square with positive size. */
+export function validateBox(box: unknown, where: string): Box {
+  if (!Array.isArray(box) || box.length !== 4 || !box.every((v) => typeof v === 'number' && Number.isFinite(v))) {
+    throw invalid(`${where} must be [x, y, width, height] with 4 finite numbers`);
+  }
+  const [x, y, w, h] = box as Box;
+  const eps = 1e-6;
+  if (w <= 0 || h <= 0) throw invalid(`${where} has width ${w} and height ${h}; both must be > 0`);
+  if (x < 0 || y < 0 || x + w > 1 + eps || y + h > 1 + eps) {
+    throw invalid(`${where} = [${box.join(', ')}] is not inside the image: boxes are normalised, x, y >= 0 and x + width, y + height <= 1`);
+  }
+  return [x, y, w, h];
+}
+
+export class Sam3Model {
+  private readonly textCache: HandleCache<NativeTextEmbedding>;
+  private readonly inflightTexts = new Map<string, Promise<void>>();
+  private disposedFlag = false;
+
+  private constructor(
+    readonly bundle: Bundle,
+    private readonly native: NativeModel,
+    private readonly engine: NativeEngine,
+    private readonly ownsEngine: boolean,
+    private readonly tokenizer: PromptTokenizer,
+    private readonly decodeOptions: DecodeOptions,
+    textCacheEntries: number,
+  ) {
+    this.textCache = new HandleCache<NativeTextEmbedding>({ maxEntries: textCacheEntries });
+  }
+
+  static async load(bundleDir: string, options: LoadOptions = {}): Promise<Sam3Model> {
+    const bundle = await openBundle(bundleDir, options);
+    const m = bundle.manifest;
+    const tokenizer = PromptTokenizer.load(bundle.file('tokenizer'), m.text.max_length, m.text.pad_token_id);
+    const lib = addon();
+    const ownsEngine = options.engine === undefined;
+    let engine: NativeEngine;
+    try {
+      engine = options.engine ?? new lib.Engine(options.device ?? m.device, options.threads ?? os.availableParallelism());
+    } catch (err) {
+      throw fromNative(err);
+    }
+    try {
+      const native = await callNative(() =>
+        engine.loadModel({
+          visionEncoder: bundle.file('vision_encoder'),
+          textEncoder: bundle.file('text_encoder'),
+          headText: bundle.file('head_text'),
+          headTextBoxes: bundle.file('head_text_boxes'),
+          bundleDevice: m.device,
+          dtype: m.dtype,
+          resolution: m.resolution,
+          maskSize: m.mask_size,
+          textLength: m.text.max_length,
+          hiddenSize: m.hidden_size,
+          mean: [...m.normalization.mean],
+          std: [...m.normalization.std],
+          warmup: options.warmup ?? true,
+        }),
+      );
+      const decode: DecodeOptions = {};
+      if (options.maxPixels !== undefined) decode.maxPixels = options.maxPixels;
+      if (options.minSide !== undefined) decode.minSide = options.minSide;
+      return new Sam3Model(bundle, native, engine, ownsEngine, tokenizer, decode, options.textCacheEntries ?? 1024);
+    } catch (err) {
+      if (ownsEngine) engine.close();
+      throw err;
+    }
+  }
+
+  get manifest(): Manifest {
+    return this.bundle.manifest;
+  }
+
+  get device(): string {
+    return this.engine.device;
+  }
+
+  get disposed(): boolean {
+    return this.disposedFlag;
+  }
+
+  info() {
+    this.live('info');
+    const n = this.native.info();
+    return {
+      bundle: this.bundle.dir,
+      source: this.manifest.source.checkpoint,
+      device: n.device,
+      dtype: this.manifest.dtype,
+      resolution: n.resolution,
+      maskSize: n.maskSize,
+      textLength: this.manifest.text.max_length,
+      numQueries: this.manifest.num_queries,
+      loadMs: n.loadMs,
+      warmupMs: n.warmupMs,
+      engine: this.engine.stats(),
+      textCache: this.textCache.stats(),
+    };
+  }
+
+  /** Decodes (if needed) and encodes one image into reusable features kept on the device. */
+  async encodeImage(input: ImageInput): Promise<ImageFeatures> {
+    const [features] = await this.encodeImages([input]);
+    return features!;
+  }
+
+  /** Encodes several images in ONE vision-encoder pass. */
+  async encodeImages(inputs: readonly ImageInput[]): Promise<ImageFeatures[]> {
+    this.live('encodeImages');
+    if (!Array.isArray(inputs) || inputs.length === 0) throw invalid('encodeImages needs a non-empty array of images');
+    const decoded = await Promise.all(inputs.map((input) => this.pixels(input)));
+    this.live('encodeImages');
+    const res = await callNative(() => this.native.encodeImages(decoded));
+    return res.features.map((f) => new ImageFeatures(f, this));
+  }
+
+  /** Segments with one prompt (text, box exemplars, or both). */
+  async segment(features: ImageFeatures, prompt: Prompt, options: SegmentOptions = {}): Promise<Segmentation> {
+    const [result] = await this.segmentBatch(features, [prompt], options);
+    return result!;
+  }
+
+  /** Runs several prompts on one image in one batched head pass; results in prompt order. */
+  async segmentBatch(features: ImageFeatures, prompts: readonly Prompt[], options: SegmentOptions = {}): Promise<Segmentation[]> {
+    this.live('segment');
+    if (!(features instanceof ImageFeatures)) throw invalid('features must be an ImageFeatures handle from encodeImage()');
+    if (features.model !== this) throw invalid('these image features were encoded by another model');
+    if (features.disposed) throw new Sam3Error(ErrorCode.Disposed, 'segment: the image features have been disposed');
+    const threshold = validateThreshold(options.threshold ?? 0.5);
+    if (!Array.isArray(prompts) || prompts.length === 0) throw invalid('at least one prompt is required');
+    const normalised = prompts.map((p, i) => this.normalisePrompt(p, `prompts[${i}]`));
+    const leases = await this.leaseTexts(normalised.map((p) => p.text));
+    try {
+      const queries: NativeQuery[] = normalised.map((p) => {
+        const q: NativeQuery = { text: leases.get(p.text)!.value };
+        if (p.boxes) {
+          q.boxes = p.boxes;
+          q.labels = p.labels!;
+        }
+        return q;
+      });
+      const res = await callNative(() => this.native.segment(features.native, queries, threshold));
+      return res.queries.map((q) => {
+        const n = q.scores.length;
+        const boxes: Box[] = [];
+        for (let i = 0; i < n; i++) boxes.push([q.boxes[i * 4]!, q.boxes[i * 4 + 1]!, q.boxes[i * 4 + 2]!, q.boxes[i * 4 + 3]!]);
+        return {
+          masks: q.masks.map((counts) => ({ size: [q.height, q.width] as [number, number], counts })),
+          boxes,
+          scores: Array.from(q.scores),
+          numMasks: n,
+          imageSize: { width: q.width, height: q.height },
+        };
+      });
+    } finally {
+      for (const lease of leases.values()) lease.release();
+    }
+  }
+
+  /** Token ids the model sees for each prompt (for inspection and tests). */
+  async tokenize(texts: readonly string[]) {
+    return this.tokenizer.encode(texts);
+  }
+
+  textCacheStats() {
+    return this.textCache.stats();
+  }
+
+  /** Frees the weights and cached text embeddings; closes the engine if this model made it. */
+  dispose(): void {
+    if (this.disposedFlag) return;
+    this.disposedFlag = true;
+    this.textCache.clear();
+    this.native.dispose();
+    if (this.ownsEngine) this.engine.close();
+  }
+
+  private live(op: string): void {
+    if (this.disposedFlag) throw new Sam3Error(ErrorCode.Disposed, `${op}: the model has been disposed`);
+  }
+
+  private async pixels(input: ImageInput): Promise<{ data: Uint8Array; width: number; height: number }> {
+    if (input instanceof Uint8Array) return decodeImage(input, this.decodeOptions);
+    if (input && typeof input === 'object' && (input as RgbImage).rgb instanceof Uint8Array) {
+      const { rgb, width, height } = input as RgbImage;
+      if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || rgb.byteLength !== width * height * 3) {
+        throw invalid(`raw RGB image must have integer width and height and width*height*3 bytes (got ${width}x${height}, ${rgb.byteLength} bytes)`);
+      }
+      return { data: rgb, width, height };
+    }
+    throw invalid('an image must be encoded bytes (Buffer/Uint8Array) or {rgb, width, height}');
+  }
+
+  private normalisePrompt(prompt: Prompt, where: string): NormalisedPrompt {
+    if (!prompt || typeof prompt !== 'object') throw invalid(`${where} must be an object with text and/or boxes`);
+    const { text, boxes } = prompt;
+    if (text !== undefined && text !== null && typeof text !== 'string') throw invalid(`${where}.text must be a string`);
+    const trimmed = typeof text === 'string' ? text.trim() : '';
+    if (trimmed.length > MAX_PROMPT_CHARS) throw invalid(`${where}.text is ${trimmed.length} characters; the limit is ${MAX_PROMPT_CHARS}`);
+    if (boxes !== undefined && boxes !== null && !Array.isArray(boxes)) throw invalid(`${where}.boxes must be an array`);
+    const list = boxes ?? [];
+    if (trimmed.length === 0 && list.length === 0) {
+      throw invalid(text === undefined || text === null ? `${where} needs a text or at least one box` : `${where}.text is empty; give a text or at least one box`);
+    }
+    if (list.length > MAX_BOXES_PER_PROMPT) throw invalid(`${where} has ${list.length} boxes; the limit is ${MAX_BOXES_PER_PROMPT}`);
+    let boxArray: Float64Array | undefined;
+    let labels: Uint8Array | undefined;
+    if (list.length > 0) {
+      boxArray = new Float64Array(list.length * 4);
+      labels = new Uint8Array(list.length);
+      list.forEach((b, i) => {
+        if (!b || typeof b !== 'object') throw invalid(`${where}.boxes[${i}] must be {box: [x, y, w, h], label?: boolean}`);
+        const box = validateBox(b.box, `${where}.boxes[${i}].box`);
+        if (b.label !== undefined && typeof b.label !== 'boolean') throw invalid(`${where}.boxes[${i}].label must be true or false`);
+        boxArray!.set(box, i * 4);
+        labels![i] = b.label === false ? 0 : 1;
+      });
+    }
+    // Box exemplars without text use the model's "visual" prompt, as Sam3Processor does.
+    return { text: trimmed.length > 0 ? trimmed : this.manifest.text.visual_prompt, boxes: boxArray, labels };
+  }
+
+  /** Text embeddings for the prompts, from the cache or encoded in one batch; pinned until released. */
+  private async leaseTexts(texts: readonly string[]): Promise<Map<string, Lease<NativeTextEmbedding>>> {
+    const leases = new Map<string, Lease<NativeTextEmbedding>>();
+    try {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const missing: string[] = [];
+        const waiting: Promise<void>[] = [];
+        for (const t of new Set(texts)) {
+          if (leases.has(t)) continue;
+          const lease = this.textCache.lease(t);
+          if (lease) leases.set(t, lease);
+          else if (this.inflightTexts.has(t)) waiting.push(this.inflightTexts.get(t)!);
+          else missing.push(t);
+        }
+        if (missing.length > 0) {
+          const job = this.encodeTexts(missing, leases);
+          const done = job.then(
+            () => undefined,
+            () => undefined,
+          );
+          for (const t of missing) this.inflightTexts.set(t, done);
+          try {
+            await job;
+          } finally {
+            for (const t of missing) if (this.inflightTexts.get(t) === done) this.inflightTexts.delete(t);
+          }
+        }
+        if (waiting.length === 0) break;
+        await Promise.all(waiting);
+      }
+      for (const t of texts) if (!leases.has(t)) await this.encodeTexts([t], leases);
+      return leases;
+    } catch (err) {
+      for (const lease of leases.values()) lease.release();
+      throw err;
+    }
+  }
+
+  private async encodeTexts(texts: string[], into: Map<string, Lease<NativeTextEmbedding>>): Promise<void> {
+    const tokens = await this.tokenizer.encode(texts);
+    this.live('segment');
+    const res = await callNative(() => this.native.encodeTexts(tokens.ids, tokens.mask, tokens.count));
+    res.embeddings.forEach((emb, i) => {
+      const key = texts[i]!;
+      if (this.disposedFlag) {
+        emb.dispose();
+        return;
+      }
+      into.set(key, this.textCache.insert(key, emb));
+    });
+  }
+}

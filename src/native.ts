@@ -1,0 +1,112 @@
+/**
+ * The only module that loads the compiled addon. Everything else imports these types.
+ * The addon is found at build/Release/sam3.node under the package root, or at $SAM3_ADDON_PATH.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { ErrorCode, Sam3Error } from './errors.js';
+
+export interface NativeTimings {
+  [stage: string]: number;
+}
+
+export interface NativeEngineStats {
+  device: string;
+  threads: number;
+  queued: number;
+  running: number;
+  completed: number;
+  closed: boolean;
+}
+
+export interface NativeModelOptions {
+  visionEncoder: string;
+  textEncoder: string;
+  headText: string;
+  headTextBoxes: string;
+  bundleDevice: string;
+  dtype: string;
+  resolution: number;
+  maskSize: number;
+  textLength: number;
+  hiddenSize: number;
+  mean: number[];
+  std: number[];
+  warmup?: boolean;
+}
+
+export interface NativeImageFeatures {
+  readonly width: number;
+  readonly height: number;
+  readonly bytes: number;
+  readonly disposed: boolean;
+  dispose(): void;
+}
+
+export interface NativeTextEmbedding {
+  readonly bytes: number;
+  readonly disposed: boolean;
+  dispose(): void;
+}
+
+export interface NativeQuery {
+  text: NativeTextEmbedding;
+  boxes?: Float64Array;
+  labels?: Uint8Array;
+}
+
+export interface NativeQueryResult {
+  scores: Float32Array;
+  boxes: Float32Array;
+  masks: string[];
+  height: number;
+  width: number;
+}
+
+export interface NativeModel {
+  readonly disposed: boolean;
+  encodeImages(images: { data: Uint8Array; width: number; height: number }[]): Promise<{ features: NativeImageFeatures[]; timings: NativeTimings }>;
+  encodeTexts(ids: Int32Array, mask: Uint8Array, count: number): Promise<{ embeddings: NativeTextEmbedding[]; timings: NativeTimings }>;
+  segment(
+    features: NativeImageFeatures,
+    queries: NativeQuery[],
+    threshold: number,
+    options?: { maskThreshold?: number; maxBatch?: number },
+  ): Promise<{ queries: NativeQueryResult[]; timings: NativeTimings }>;
+  info(): { device: string; dtype: string; resolution: number; maskSize: number; loadMs: number; warmupMs: number };
+  dispose(): void;
+}
+
+export interface NativeEngine {
+  readonly device: string;
+  loadModel(options: NativeModelOptions): Promise<NativeModel>;
+  stats(): NativeEngineStats;
+  close(): void;
+}
+
+export interface NativeAddon {
+  Engine: new (device: string, threads?: number) => NativeEngine;
+  rleEncode(mask: Uint8Array, height: number, width: number, order?: 'row' | 'column'): string;
+  runtimeInfo(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; interopThreads: number; defaultThreads: number };
+}
+
+export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+let cached: NativeAddon | undefined;
+
+export function addon(): NativeAddon {
+  if (cached) return cached;
+  const file = process.env.SAM3_ADDON_PATH ?? path.join(packageRoot, 'build', 'Release', 'sam3.node');
+  if (!existsSync(file)) {
+    throw new Sam3Error(ErrorCode.Addon, `the native addon is not built (${file} is missing): run 'npm install' or 'npm run build:native'`);
+  }
+  try {
+    cached = createRequire(import.meta.url)(file) as NativeAddon;
+  } catch (err) {
+    throw new Sam3Error(ErrorCode.Addon, `cannot load the native addon ${file}: ${(err as Error).message}`, undefined, { cause: err });
+  }
+  return cached;
+}
