@@ -1,0 +1,160 @@
+/**
+ * Parity: our pipeline (sharp decode, libtorch preprocessing, traced pieces, native post-processing
+ * and RLE) against transformers' eager Sam3Model on the same tiny random weights, with each query run
+ * on its own in Python and batched on our side.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { type Prompt, Sam3Model, type Segmentation } from '../src/index.js';
+import { type ReferenceCase, type ReferenceOutput, type ReferenceQuery, fixture, jpegImage, pixelDiff, pngImage, reference, tempDir } from './helpers.js';
+
+const SCORE_TOL = 1e-4;
+const BOX_TOL = 1e-4;
+// Masks are binarised after a bilinear upsample; a logit within float rounding of the 0.5 cut-off can
+// flip a pixel. Allowed flipped pixels per mask:
+const MASK_PIXEL_TOL = 4;
+
+interface Case {
+  name: string;
+  image: string;
+  prompts: Prompt[];
+}
+
+const cases: Case[] = [
+  { name: 'text', image: 'square', prompts: [{ text: 'a yellow disc' }] },
+  { name: 'boxes', image: 'square', prompts: [{ boxes: [{ box: [0.1, 0.2, 0.3, 0.25] }, { box: [0.55, 0.5, 0.4, 0.45] }] }] },
+  { name: 'text+boxes', image: 'square', prompts: [{ text: 'rectangle', boxes: [{ box: [0.2, 0.1, 0.5, 0.6] }] }] },
+  { name: 'negative', image: 'square', prompts: [{ text: 'shape', boxes: [{ box: [0.1, 0.1, 0.3, 0.3] }, { box: [0.6, 0.6, 0.3, 0.35], label: false }] }] },
+  {
+    name: 'batched',
+    image: 'square',
+    prompts: [{ text: 'cat' }, { text: 'a red car on the street' }, { text: 'cat', boxes: [{ box: [0.3, 0.3, 0.2, 0.2] }] }, { text: 'DOG!' }],
+  },
+  { name: 'non-square', image: 'wide', prompts: [{ text: 'a blue square' }, { boxes: [{ box: [0.05, 0.1, 0.5, 0.8] }] }] },
+  { name: 'exif', image: 'exif', prompts: [{ text: 'yellow' }, { boxes: [{ box: [0.2, 0.1, 0.6, 0.3] }] }] },
+];
+
+function toReferenceCase(c: Case): ReferenceCase {
+  return {
+    name: c.name,
+    image: c.image,
+    threshold: 0,
+    queries: c.prompts.map((p) => ({
+      text: p.text ?? null,
+      boxes: p.boxes ? p.boxes.map((b) => b.box) : null,
+      labels: p.boxes ? p.boxes.map((b) => b.label !== false) : null,
+    })),
+  };
+}
+
+/** Compares one query's detections, matched by score order, within the tolerances. */
+function assertMatches(ours: Segmentation, ref: ReferenceQuery, where: string): void {
+  assert.equal(ours.numMasks, ref.scores.length, `${where}: number of detections`);
+  for (let i = 0; i < ref.scores.length; i++) {
+    // Equal-score detections may come in either order; pair with the closest reference box among near-equal scores.
+    let j = i;
+    let best = Infinity;
+    for (let k = 0; k < ref.scores.length; k++) {
+      if (Math.abs(ref.scores[k]! - ours.scores[i]!) > SCORE_TOL) continue;
+      const d = Math.max(...ours.boxes[i]!.map((v, t) => Math.abs(v - ref.boxes[k]![t]!)));
+      if (d < best) {
+        best = d;
+        j = k;
+      }
+    }
+    assert.ok(Math.abs(ours.scores[i]! - ref.scores[j]!) <= SCORE_TOL, `${where}[${i}]: score ${ours.scores[i]} vs ${ref.scores[j]}`);
+    for (let t = 0; t < 4; t++) {
+      assert.ok(Math.abs(ours.boxes[i]![t]! - ref.boxes[j]![t]!) <= BOX_TOL, `${where}[${i}]: box ${ours.boxes[i]} vs ${ref.boxes[j]}`);
+    }
+    const m = ours.masks[i]!;
+    assert.deepEqual(m.size, ref.masks[j]!.size, `${where}[${i}]: mask size`);
+    const diff = pixelDiff(m.counts, ref.masks[j]!.counts, m.size[0], m.size[1]);
+    assert.ok(diff <= MASK_PIXEL_TOL, `${where}[${i}]: ${diff} mask pixels differ`);
+  }
+}
+
+describe('parity with transformers eager Sam3Model', () => {
+  let model: Sam3Model;
+  let ref: ReferenceOutput;
+  const images: Record<string, Buffer> = {};
+
+  before(async () => {
+    const fx = await fixture();
+    const dir = await tempDir();
+    images.square = await jpegImage(128, 128, 1);
+    images.wide = await pngImage(160, 96, 2);
+    // Stored 120x80 with EXIF orientation 6 (rotate 90° clockwise): shown as 80x120.
+    images.exif = await jpegImage(120, 80, 3, 6);
+    const files: Record<string, string> = {};
+    for (const [name, buf] of Object.entries(images)) {
+      files[name] = path.join(dir, `${name}.${name === 'wide' ? 'png' : 'jpg'}`);
+      writeFileSync(files[name]!, buf);
+    }
+    [ref, model] = await Promise.all([reference(fx.checkpoint, files, cases.map(toReferenceCase)), Sam3Model.load(fx.bundle, { threads: 2 })]);
+  });
+
+  after(() => model?.dispose());
+
+  for (const c of cases) {
+    it(`${c.name}: scores, boxes and masks match at threshold 0`, async () => {
+      const features = await model.encodeImage(images[c.image]!);
+      try {
+        const expected = ref.cases[c.name]!;
+        assert.deepEqual({ width: features.width, height: features.height }, expected.image_size);
+        // All prompts of a case in ONE call (one batched head pass per prompt kind).
+        const results = await model.segmentBatch(features, c.prompts, { threshold: 0 });
+        assert.equal(results.length, c.prompts.length);
+        results.forEach((r, q) => {
+          assert.deepEqual(r.imageSize, expected.image_size);
+          assertMatches(r, expected.queries[q]!, `${c.name} query ${q}`);
+        });
+      } finally {
+        features.dispose();
+      }
+    });
+  }
+
+  it('threshold keeps exactly the reference detections above it, and a high one finds nothing', async () => {
+    const features = await model.encodeImage(images.square!);
+    try {
+      const q = ref.cases.text!.queries[0]!;
+      const sorted = [...q.all_scores].sort((a, b) => b - a);
+      // Cut in the middle of the widest gap among the top scores, far from any score.
+      let cut = 0;
+      let gap = -1;
+      for (let i = 0; i + 1 < Math.min(sorted.length, 10); i++) {
+        if (sorted[i]! - sorted[i + 1]! > gap) {
+          gap = sorted[i]! - sorted[i + 1]!;
+          cut = (sorted[i]! + sorted[i + 1]!) / 2;
+        }
+      }
+      assert.ok(gap > 10 * SCORE_TOL, 'the reference scores have a usable gap');
+      const kept = await model.segment(features, cases[0]!.prompts[0]!, { threshold: cut });
+      assert.equal(kept.numMasks, sorted.filter((s) => s > cut).length);
+      assert.ok(kept.numMasks > 0 && kept.numMasks < sorted.length);
+      assert.ok(kept.scores.every((s) => s > cut));
+      const none = await model.segment(features, cases[0]!.prompts[0]!, { threshold: Math.min(1, sorted[0]! + 0.01) });
+      assert.equal(none.numMasks, 0);
+      assert.deepEqual(none.masks, []);
+      assert.deepEqual(none.boxes, []);
+    } finally {
+      features.dispose();
+    }
+  });
+
+  it('scores come sorted, masks are the original image size, boxes are normalised xywh', async () => {
+    const features = await model.encodeImage(images.wide!);
+    try {
+      const r = await model.segment(features, { text: 'anything' }, { threshold: 0 });
+      for (let i = 1; i < r.scores.length; i++) assert.ok(r.scores[i - 1]! >= r.scores[i]!);
+      for (const m of r.masks) assert.deepEqual(m.size, [96, 160]);
+      assert.equal(r.boxes.length, r.numMasks);
+      assert.equal(ref.cases['non-square']!.image_size.width, 160);
+    } finally {
+      features.dispose();
+    }
+  });
+});
