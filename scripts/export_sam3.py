@@ -1,0 +1,53 @@
+#!/usr/bin/env python
+"""Export a SAM 3 checkpoint to a model bundle for the server (build-time tool).
+
+    export_sam3.py --checkpoint HF_DIR_OR_HUB_ID --out BUNDLE_DIR [--device cpu|cuda[:N]] [--dtype float32|bfloat16|float16]
+
+Writes vision_encoder.pt, text_encoder.pt, head_text.pt, head_text_boxes.pt (TorchScript, traced on
+--device in --dtype and checked against eager transformers), tokenizer.json (padding and truncation
+to 32 tokens built in) and, last, manifest.json. Progress goes to stderr.
+
+Exit status: 0 done; 2 a bad or incomplete checkpoint or bad arguments (one line on stderr saying
+why); 1 the export failed (a piece did not reproduce eager).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def log(msg: str) -> None:
+    print(f"[export_sam3] {msg}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Export a SAM 3 checkpoint to a model bundle (TorchScript + tokenizer.json + manifest.json).")
+    parser.add_argument("--checkpoint", required=True, help="Hugging Face model folder, or a hub id such as facebook/sam3 (needs network and HF_TOKEN)")
+    parser.add_argument("--out", required=True, help="bundle folder to write")
+    parser.add_argument("--device", default="cpu", help="device to trace on and serve from: cpu or cuda[:N] (default cpu)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    args = parser.parse_args(argv)
+
+    from transformers.utils import logging as hf_logging
+
+    from sam3tools.checkpoint_io import CheckpointError
+    from sam3tools.export import ExportError, UsageError, export_bundle
+
+    hf_logging.set_verbosity_error()  # we report what matters ourselves
+
+    try:
+        export_bundle(args.checkpoint, args.out, device=args.device, dtype=args.dtype, log=log)
+    except (CheckpointError, UsageError) as err:
+        print(f"export_sam3: {err}", file=sys.stderr)
+        return 2
+    except ExportError as err:
+        print(f"export_sam3: export failed: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,430 @@
+"""Export a SAM 3 checkpoint to a model bundle: four TorchScript pieces, tokenizer.json, manifest.json.
+
+The pieces and their exact signatures (the C++ addon depends on them; inputs are positional tensors,
+outputs are tuples):
+
+* vision_encoder.pt  (pixel_values [B,3,R,R] bundle dtype) -> (f0, f1, f2, p0, p1, p2):
+  ``vision_encoder(pixel_values).fpn_hidden_states[:-1]`` and ``.fpn_position_encoding[:-1]``.
+* text_encoder.pt    (input_ids int64 [N,L], attention_mask int64 [N,L]) -> (text_features [N,L,D],):
+  ``Sam3Model.get_text_features(...).pooler_output``.
+* head_text.pt       (f0, f1, f2, p0, p1, p2, text_features [B,L,D], text_mask bool [B,L])
+  -> (pred_logits [B,Q], pred_boxes [B,Q,4] xyxy normalised, presence_logits [B,1], pred_masks [B,Q,M,M]).
+* head_text_boxes.pt (... the same 8 ..., input_boxes [B,K,4] cxcywh normalised, input_boxes_labels
+  int64 [B,K]: 1 positive, 0 negative, -10 padding) -> the same 4 outputs. K >= 1.
+
+The heads run ``Sam3Model.forward`` itself (from the FPN features on, with ``vision_embeds`` and
+``text_embeds``) on a module that holds only the submodules that path touches, so each .pt holds only
+its own weights and the traced code path is transformers' own. Inputs that may arrive in another
+dtype (text features, boxes, masks, labels) are cast inside the piece.
+
+Every piece is traced on the target device and dtype (TorchScript bakes the trace device into tensors
+created inside forward), then checked against eager on fresh inputs of a different batch size,
+prompt length or box count before it is saved.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+
+import torch
+from torch import nn
+
+from .checkpoint_io import (
+    CheckpointError,
+    check_tokenizer_files,
+    check_weight_files,
+    load_model,
+    load_tokenizer,
+    preprocessing,
+    read_config,
+    resolve_checkpoint,
+    sha256_file,
+)
+from .tokenizer import TEXT_MAX_LENGTH, bundle_tokenizer_json
+
+EXPORTER_VERSION = "1"
+BUNDLE_FORMAT = "sam3-bundle"
+BUNDLE_FORMAT_VERSION = 1
+VISUAL_PROMPT = "visual"  # Sam3Processor's text for box-only prompts
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Traced vs eager: both run the same kernels, so differences are normally exactly 0; these bound
+# what fusion on an accelerator may change (relative to max(1, max |eager|)).
+TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+PAD_BOX_LABEL = -10
+
+
+class ExportError(Exception):
+    """The export itself failed (a piece did not trace or does not reproduce eager)."""
+
+
+class UsageError(Exception):
+    """Bad command-line values (device, dtype, output folder)."""
+
+
+# ------------------------------------------------------------------------------------------ pieces
+
+
+class VisionEncoderPiece(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.vision_encoder = model.vision_encoder
+
+    def forward(self, pixel_values):
+        out = self.vision_encoder(pixel_values)
+        f = out.fpn_hidden_states[:-1]
+        p = out.fpn_position_encoding[:-1]
+        return f[0], f[1], f[2], p[0], p[1], p[2]
+
+
+class TextEncoderPiece(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.config = model.config
+        self.text_encoder = model.text_encoder
+        self.text_projection = model.text_projection
+
+    def forward(self, input_ids, attention_mask):
+        from transformers import Sam3Model
+
+        out = Sam3Model.get_text_features(self, input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        return (out.pooler_output,)
+
+
+class _HeadBase(nn.Module):
+    def __init__(self, model, with_boxes: bool):
+        super().__init__()
+        self.config = model.config
+        if with_boxes:
+            self.geometry_encoder = model.geometry_encoder
+        self.detr_encoder = model.detr_encoder
+        self.detr_decoder = model.detr_decoder
+        self.mask_decoder = model.mask_decoder
+        self.dot_product_scoring = model.dot_product_scoring
+        self.compute_dtype = model.text_projection.weight.dtype
+
+    def run(self, f0, f1, f2, p0, p1, p2, text_features, text_mask, input_boxes=None, input_boxes_labels=None):
+        from transformers import Sam3Model
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+        from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+        # Sam3Model.forward drops the last FPN level ([:-1]); f2/p2 stand in for it.
+        vision = Sam3VisionEncoderOutput(fpn_hidden_states=(f0, f1, f2, f2), fpn_position_encoding=(p0, p1, p2, p2))
+        text = BaseModelOutputWithPooling(pooler_output=text_features.to(self.compute_dtype))
+        kwargs = {}
+        if input_boxes is not None:
+            kwargs = dict(input_boxes=input_boxes.to(self.compute_dtype), input_boxes_labels=input_boxes_labels.to(torch.long))
+        out = Sam3Model.forward(
+            self, vision_embeds=vision, text_embeds=text, attention_mask=text_mask.to(torch.bool), return_dict=True, **kwargs
+        )
+        return out.pred_logits, out.pred_boxes, out.presence_logits, out.pred_masks
+
+
+class HeadTextPiece(_HeadBase):
+    def __init__(self, model):
+        super().__init__(model, with_boxes=False)
+
+    def forward(self, f0, f1, f2, p0, p1, p2, text_features, text_mask):
+        return self.run(f0, f1, f2, p0, p1, p2, text_features, text_mask)
+
+
+class HeadTextBoxesPiece(_HeadBase):
+    def __init__(self, model):
+        super().__init__(model, with_boxes=True)
+
+    def forward(self, f0, f1, f2, p0, p1, p2, text_features, text_mask, input_boxes, input_boxes_labels):
+        return self.run(f0, f1, f2, p0, p1, p2, text_features, text_mask, input_boxes, input_boxes_labels)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def parse_device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device must be cpu or cuda[:N], got '{device}'") from None
+    if dev.type == "cpu":
+        return torch.device("cpu")
+    if dev.type != "cuda":
+        raise UsageError(f"--device must be cpu or cuda[:N], got '{device}'")
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: this torch build ({torch.__version__}) has no usable CUDA device")
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    if index >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return torch.device("cuda", index)
+
+
+def _flat(outputs) -> list[torch.Tensor]:
+    return list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
+
+
+def compare(name: str, got, want, dtype: torch.dtype, what: str) -> float:
+    got, want = _flat(got), _flat(want)
+    if len(got) != len(want):
+        raise ExportError(f"{name}: traced piece returned {len(got)} outputs, eager {len(want)} ({what})")
+    worst = 0.0
+    for i, (g, w) in enumerate(zip(got, want)):
+        if g.shape != w.shape or g.dtype != w.dtype:
+            raise ExportError(
+                f"{name}: output {i} is {tuple(g.shape)} {g.dtype} traced but {tuple(w.shape)} {w.dtype} eager ({what}); "
+                "the trace does not generalise"
+            )
+        if g.numel() == 0:
+            continue
+        scale = max(1.0, w.detach().abs().max().float().item())
+        diff = (g.float() - w.float()).abs().max().item() / scale
+        if not diff <= TOLERANCE[dtype]:  # also catches NaN
+            raise ExportError(f"{name}: output {i} differs from eager by {diff:.3g} (relative, {what}); tolerance {TOLERANCE[dtype]:g}")
+        worst = max(worst, diff)
+    return worst
+
+
+def trace(piece: nn.Module, inputs: tuple) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():
+        # Shape-dependent Python in transformers is resolved at trace time on purpose (resolution,
+        # sequence layout); the checks on different batch sizes below are what we rely on.
+        warnings.simplefilter("ignore")
+        return torch.jit.trace(piece, inputs, check_trace=False, strict=False)
+
+
+def save_atomic_bytes(path: str, data: bytes) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def file_entry(out: str, name: str) -> dict:
+    path = os.path.join(out, name)
+    return {"path": name, "sha256": sha256_file(path), "bytes": os.path.getsize(path)}
+
+
+def tokenize(tokenizer, prompts: list[str], length: int = TEXT_MAX_LENGTH):
+    enc = tokenizer(prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+    return enc["input_ids"].to(torch.long), enc["attention_mask"].to(torch.long)
+
+
+TOKENIZER_PROBES = [
+    "a cat",
+    "the red car on the left",
+    "Person, riding a BIKE!!",
+    "ünïcödé café 日本語 🐱",
+    "it's a dog's toy; isn't it?",
+    "  spaces\tand\nnewlines  ",
+    "",
+    "visual",
+    " ".join(["word"] * 60),
+]
+
+
+def check_bundle_tokenizer(tokenizer, tokenizer_json: str) -> None:
+    from tokenizers import Tokenizer
+
+    standalone = Tokenizer.from_str(tokenizer_json)
+    for prompt in TOKENIZER_PROBES:
+        enc = standalone.encode(prompt)
+        ref = tokenizer(prompt, padding="max_length", max_length=TEXT_MAX_LENGTH, truncation=True)
+        if enc.ids != list(ref["input_ids"]) or enc.attention_mask != list(ref["attention_mask"]):
+            raise ExportError(f"bundle tokenizer.json disagrees with the checkpoint's tokenizer on {prompt!r}")
+
+
+# ------------------------------------------------------------------------------------------- export
+
+
+def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "float32", log=None) -> dict:
+    """Exports ``checkpoint`` (folder or hub id) to the bundle folder ``out``; returns the manifest."""
+    log = log or (lambda msg: None)
+    start = time.time()
+    if dtype not in DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got '{dtype}'")
+    torch_dtype = DTYPES[dtype]
+    dev = parse_device(device)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} exists and is not a folder")
+
+    folder = resolve_checkpoint(checkpoint, log)
+    read_config(folder)
+    check_weight_files(folder)
+    check_tokenizer_files(folder)
+    tokenizer = load_tokenizer(folder)
+    log(f"loading {checkpoint} ({dtype}, {dev})")
+    model, info = load_model(folder, torch_dtype, dev)
+    config = model.config
+    prep = preprocessing(folder, config)
+    unexpected = info.get("unexpected_keys") or []
+    log(
+        f"loaded {sum(p.numel() for p in model.parameters()):,} parameters in {time.time() - start:.1f} s"
+        + (f" ({len(unexpected)} checkpoint tensors not used by Sam3Model, e.g. the video tracker)" if unexpected else "")
+    )
+    if config.text_config.max_position_embeddings < TEXT_MAX_LENGTH:
+        raise CheckpointError(
+            f"the text encoder takes {config.text_config.max_position_embeddings} tokens, fewer than the {TEXT_MAX_LENGTH} SAM 3 uses"
+        )
+
+    os.makedirs(out, exist_ok=True)
+    manifest_path = os.path.join(out, "manifest.json")
+    if os.path.exists(manifest_path):
+        os.remove(manifest_path)  # a half-replaced bundle must not look complete
+        log(f"replacing the bundle in {out}")
+
+    resolution = prep["resolution"]
+    gen = torch.Generator().manual_seed(0)
+
+    def randn(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=gen) * scale).to(device=dev, dtype=torch_dtype)
+
+    with torch.no_grad():
+        # ---- vision encoder: trace at batch 2, check at batch 1.
+        t0 = time.time()
+        piece = VisionEncoderPiece(model).eval()
+        x_trace = randn(2, 3, resolution, resolution)
+        log(f"tracing vision_encoder at {resolution}x{resolution}, batch 2")
+        traced = trace(piece, (x_trace,))
+        trace_out = traced(x_trace)
+        fpn_shapes = [list(t.shape[1:]) for t in trace_out[:3]]
+        pos = [t[:1] for t in trace_out[3:]]  # position encodings do not depend on the image
+        del trace_out, x_trace
+        x_check = randn(1, 3, resolution, resolution)
+        diff = compare("vision_encoder", traced(x_check), piece(x_check), torch_dtype, "batch 1")
+        del x_check
+        torch.jit.save(traced, os.path.join(out, "vision_encoder.pt.tmp"))
+        os.replace(os.path.join(out, "vision_encoder.pt.tmp"), os.path.join(out, "vision_encoder.pt"))
+        del traced, piece
+        log(f"vision_encoder: fpn {fpn_shapes}, traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
+
+        # ---- text encoder: trace at N=2, L=32; check at N=3, L=32 and N=1, L=16.
+        t0 = time.time()
+        piece = TextEncoderPiece(model).eval()
+        ids, mask = tokenize(tokenizer, ["a photo of a cat", VISUAL_PROMPT])
+        ids, mask = ids.to(dev), mask.to(dev)
+        log("tracing text_encoder")
+        traced = trace(piece, (ids, mask))
+        diff = 0.0
+        for prompts, length in ((["the red car on the left", "Person, riding a BIKE!!", " ".join(["word"] * 60)], TEXT_MAX_LENGTH), (["dog"], 16)):
+            i2, m2 = tokenize(tokenizer, prompts, length)
+            i2, m2 = i2.to(dev), m2.to(dev)
+            diff = max(diff, compare("text_encoder", traced(i2, m2), piece(i2, m2), torch_dtype, f"N={len(prompts)}, L={length}"))
+        hidden = int(piece(ids, mask)[0].shape[-1])
+        torch.jit.save(traced, os.path.join(out, "text_encoder.pt.tmp"))
+        os.replace(os.path.join(out, "text_encoder.pt.tmp"), os.path.join(out, "text_encoder.pt"))
+        text_piece = piece
+        del traced
+        log(f"text_encoder: hidden {hidden}, traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
+
+        def head_inputs(prompts: list[str]):
+            b = len(prompts)
+            feats = tuple(randn(b, *shape) for shape in fpn_shapes)
+            poss = tuple(p.expand(b, -1, -1, -1).contiguous() for p in pos)
+            i, m = tokenize(tokenizer, prompts)
+            text_features = text_piece(i.to(dev), m.to(dev))[0]
+            return feats + poss + (text_features, m.to(dev).bool())
+
+        def boxes(rows: list[list[tuple]]):
+            """rows of (cx, cy, w, h, label); label -10 marks padding (box -10,-10,0,0 as the processor pads)."""
+            b = torch.tensor([[r[:4] if r[4] != PAD_BOX_LABEL else (-10.0, -10.0, 0.0, 0.0) for r in row] for row in rows])
+            lab = torch.tensor([[r[4] for r in row] for row in rows], dtype=torch.long)
+            return b.to(device=dev, dtype=torch_dtype), lab.to(dev)
+
+        # ---- head, text only: trace at B=2, check at B=3 and B=1.
+        t0 = time.time()
+        piece = HeadTextPiece(model).eval()
+        log("tracing head_text")
+        traced = trace(piece, head_inputs(["a photo of a cat", "the red car on the left"]))
+        diff = 0.0
+        mask_size = None
+        for prompts in (["dog", VISUAL_PROMPT, " ".join(["word"] * 60)], ["a person"]):
+            args = head_inputs(prompts)
+            got = traced(*args)
+            diff = max(diff, compare("head_text", got, piece(*args), torch_dtype, f"B={len(prompts)}"))
+            mask_size = int(got[3].shape[-1])
+        torch.jit.save(traced, os.path.join(out, "head_text.pt.tmp"))
+        os.replace(os.path.join(out, "head_text.pt.tmp"), os.path.join(out, "head_text.pt"))
+        del traced, piece
+        log(f"head_text: masks {mask_size}x{mask_size}, traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
+
+        # ---- head, text + boxes: trace at B=2, K=2; check at B=3, K=3 and B=1, K=1.
+        t0 = time.time()
+        piece = HeadTextBoxesPiece(model).eval()
+        log("tracing head_text_boxes")
+        bx, lb = boxes([[(0.5, 0.5, 0.3, 0.4, 1), (0, 0, 0, 0, PAD_BOX_LABEL)], [(0.3, 0.6, 0.2, 0.2, 1), (0.7, 0.2, 0.4, 0.3, 0)]])
+        traced = trace(piece, head_inputs(["a photo of a cat", VISUAL_PROMPT]) + (bx, lb))
+        diff = 0.0
+        cases = (
+            (
+                ["dog", VISUAL_PROMPT, "the red car on the left"],
+                [
+                    [(0.2, 0.3, 0.1, 0.1, 1), (0.9, 0.9, 0.4, 0.5, 0), (0, 0, 0, 0, PAD_BOX_LABEL)],
+                    [(0.5, 0.5, 1.0, 1.0, 1), (0.05, 0.95, 0.2, 0.3, 1), (0.5, 0.4, 0.01, 0.01, 0)],
+                    [(0.6, 0.6, 0.3, 0.3, 0), (0, 0, 0, 0, PAD_BOX_LABEL), (0, 0, 0, 0, PAD_BOX_LABEL)],
+                ],
+            ),
+            (["a person"], [[(0.4, 0.45, 0.5, 0.6, 1)]]),
+        )
+        for prompts, rows in cases:
+            bx, lb = boxes(rows)
+            args = head_inputs(prompts) + (bx, lb)
+            diff = max(diff, compare("head_text_boxes", traced(*args), piece(*args), torch_dtype, f"B={len(prompts)}, K={len(rows[0])}"))
+        torch.jit.save(traced, os.path.join(out, "head_text_boxes.pt.tmp"))
+        os.replace(os.path.join(out, "head_text_boxes.pt.tmp"), os.path.join(out, "head_text_boxes.pt"))
+        del traced, piece, text_piece
+        log(f"head_text_boxes: traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
+
+    # ---- tokenizer.json with truncation + fixed padding built in.
+    tokenizer_json = bundle_tokenizer_json(tokenizer, TEXT_MAX_LENGTH)
+    check_bundle_tokenizer(tokenizer, tokenizer_json)
+    save_atomic_bytes(os.path.join(out, "tokenizer.json"), tokenizer_json.encode("utf-8"))
+
+    import transformers
+
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "source": {
+            "checkpoint": checkpoint,
+            "model_type": "sam3",
+            "checkpoint_model_type": read_config(folder)["model_type"],
+            "config_sha256": sha256_file(os.path.join(folder, "config.json")),
+        },
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+            "exporter": EXPORTER_VERSION,
+        },
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": str(dev),
+        "dtype": dtype,
+        "resolution": resolution,
+        "patch_size": int(config.vision_config.backbone_config.patch_size),
+        "mask_size": mask_size,
+        "num_queries": int(config.detr_decoder_config.num_queries),
+        "hidden_size": hidden,
+        "text": {"max_length": TEXT_MAX_LENGTH, "pad_token_id": int(tokenizer.pad_token_id), "visual_prompt": VISUAL_PROMPT},
+        "normalization": {"mean": prep["mean"], "std": prep["std"]},
+        "fpn_shapes": fpn_shapes,
+        "files": {
+            "vision_encoder": file_entry(out, "vision_encoder.pt"),
+            "text_encoder": file_entry(out, "text_encoder.pt"),
+            "head_text": file_entry(out, "head_text.pt"),
+            "head_text_boxes": file_entry(out, "head_text_boxes.pt"),
+            "tokenizer": file_entry(out, "tokenizer.json"),
+        },
+        "signatures": {
+            "vision_encoder": "(pixel_values[B,3,R,R] dtype) -> (f0, f1, f2, p0, p1, p2)",
+            "text_encoder": "(input_ids int64[N,L], attention_mask int64[N,L]) -> (text_features[N,L,D],)",
+            "head_text": "(f0, f1, f2, p0, p1, p2, text_features[B,L,D], text_mask bool[B,L]) -> (pred_logits[B,Q], pred_boxes[B,Q,4] xyxy, presence_logits[B,1], pred_masks[B,Q,M,M])",
+            "head_text_boxes": "(f0, f1, f2, p0, p1, p2, text_features[B,L,D], text_mask bool[B,L], input_boxes[B,K,4] cxcywh, input_boxes_labels int64[B,K] 1/0/-10 pad) -> (pred_logits, pred_boxes, presence_logits, pred_masks)",
+        },
+    }
+    # Written last and atomically: a bundle with a manifest is complete.
+    save_atomic_bytes(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    log(f"bundle written to {out} in {time.time() - start:.1f} s")
+    return manifest
