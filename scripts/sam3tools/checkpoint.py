@@ -109,8 +109,10 @@ def processor_files(image_size: int, mask_size: int) -> dict[str, dict]:
 def build_model(preset: str = "tiny", image_size: int | None = None, seed: int = 0):
     import torch
     from transformers import Sam3Config, Sam3Model
+    from transformers.utils import logging as hf_logging
 
     install_roi_align_shim()
+    hf_logging.disable_progress_bar()
     config = Sam3Config(**sam3_config_dict(preset, image_size))
     torch.manual_seed(seed)
     return Sam3Model(config).eval()
@@ -143,8 +145,10 @@ def sanity_check(folder: str) -> float:
 
     import torch
     from transformers import AutoTokenizer, Sam3Model
+    from transformers.utils import logging as hf_logging
 
     install_roi_align_shim()
+    hf_logging.disable_progress_bar()
     model = Sam3Model.from_pretrained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     size = model.config.vision_config.backbone_config.image_size

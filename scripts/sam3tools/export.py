@@ -193,6 +193,14 @@ def trace(piece: nn.Module, inputs: tuple) -> torch.jit.ScriptModule:
         return torch.jit.trace(piece, inputs, check_trace=False, strict=False)
 
 
+def save_script(module: torch.jit.ScriptModule, path: str) -> None:
+    tmp = path + ".tmp"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 nudges towards torch.export
+        torch.jit.save(module, tmp)
+    os.replace(tmp, path)
+
+
 def save_atomic_bytes(path: str, data: bytes) -> None:
     tmp = path + ".tmp"
     with open(tmp, "wb") as fh:
@@ -295,8 +303,7 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         x_check = randn(1, 3, resolution, resolution)
         diff = compare("vision_encoder", traced(x_check), piece(x_check), torch_dtype, "batch 1")
         del x_check
-        torch.jit.save(traced, os.path.join(out, "vision_encoder.pt.tmp"))
-        os.replace(os.path.join(out, "vision_encoder.pt.tmp"), os.path.join(out, "vision_encoder.pt"))
+        save_script(traced, os.path.join(out, "vision_encoder.pt"))
         del traced, piece
         log(f"vision_encoder: fpn {fpn_shapes}, traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
 
@@ -313,8 +320,7 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
             i2, m2 = i2.to(dev), m2.to(dev)
             diff = max(diff, compare("text_encoder", traced(i2, m2), piece(i2, m2), torch_dtype, f"N={len(prompts)}, L={length}"))
         hidden = int(piece(ids, mask)[0].shape[-1])
-        torch.jit.save(traced, os.path.join(out, "text_encoder.pt.tmp"))
-        os.replace(os.path.join(out, "text_encoder.pt.tmp"), os.path.join(out, "text_encoder.pt"))
+        save_script(traced, os.path.join(out, "text_encoder.pt"))
         text_piece = piece
         del traced
         log(f"text_encoder: hidden {hidden}, traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
@@ -345,8 +351,7 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
             got = traced(*args)
             diff = max(diff, compare("head_text", got, piece(*args), torch_dtype, f"B={len(prompts)}"))
             mask_size = int(got[3].shape[-1])
-        torch.jit.save(traced, os.path.join(out, "head_text.pt.tmp"))
-        os.replace(os.path.join(out, "head_text.pt.tmp"), os.path.join(out, "head_text.pt"))
+        save_script(traced, os.path.join(out, "head_text.pt"))
         del traced, piece
         log(f"head_text: masks {mask_size}x{mask_size}, traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
 
@@ -372,8 +377,7 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
             bx, lb = boxes(rows)
             args = head_inputs(prompts) + (bx, lb)
             diff = max(diff, compare("head_text_boxes", traced(*args), piece(*args), torch_dtype, f"B={len(prompts)}, K={len(rows[0])}"))
-        torch.jit.save(traced, os.path.join(out, "head_text_boxes.pt.tmp"))
-        os.replace(os.path.join(out, "head_text_boxes.pt.tmp"), os.path.join(out, "head_text_boxes.pt"))
+        save_script(traced, os.path.join(out, "head_text_boxes.pt"))
         del traced, piece, text_piece
         log(f"head_text_boxes: traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
 

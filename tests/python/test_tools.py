@@ -1,0 +1,329 @@
+"""Tests of the Python build tools: roi_align shim, checkpoint refusals, export round trip, tokenizer.
+
+Run from the repository root: ``.venv/bin/python -m unittest discover -s tests/python -t .``
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+import torch  # noqa: E402
+
+
+
+def jit_load(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 nudges towards torch.export
+        return torch.jit.load(path)
+
+from sam3tools import compat  # noqa: E402
+
+TOKEN_PROMPTS = [
+    "a cat",
+    "A CAT",
+    "the Red Car on the LEFT",
+    "person riding a bike, wearing a helmet.",
+    "dog!!!",
+    "what's this? it's a dog's bowl; they're here",
+    "hello-world (test) [brackets] {braces}",
+    "100 apples and 3.5 oranges",
+    "ünïcödé café naïve",
+    "日本語のテキスト",
+    "emoji 🐱🐶 test",
+    "Ελληνικά και русский",
+    "  leading and trailing spaces  ",
+    "tabs\tand\nnewlines",
+    "",
+    " ",
+    "visual",
+    "<|startoftext|> literal special tokens <|endoftext|>",
+    "a" * 300,
+    " ".join(["word"] * 40),
+    " ".join(f"token{i}" for i in range(50)),
+    "mixed CASE ÀÉÎÕÜ ß",
+    "quotes \"double\" and 'single'",
+    "x",
+]
+
+
+def run_main(module, argv):
+    """Runs a CLI's main() in-process; returns (exit code, stderr)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = module.main(argv)
+    return code, err.getvalue()
+
+
+class RoiAlignTest(unittest.TestCase):
+    def test_matches_torchvision_port(self):
+        worst = compat.check(verbose=False, seed=1)
+        self.assertLessEqual(worst, 1e-5)
+
+    def test_shim_installed_in_transformers(self):
+        from transformers.models.sam3 import modeling_sam3
+
+        compat.install_roi_align_shim()
+        self.assertIs(modeling_sam3.torchvision.ops.roi_align, compat.roi_align)
+
+
+class ExportTest(unittest.TestCase):
+    """One tiny checkpoint (seed 7, 112 px) and its bundle, shared by the tests below."""
+
+    @classmethod
+    def setUpClass(cls):
+        from transformers.utils import logging as hf_logging
+
+        from sam3tools.checkpoint import make_checkpoint
+        from sam3tools.export import export_bundle
+
+        hf_logging.set_verbosity_error()
+        cls.tmp = tempfile.mkdtemp(prefix="sam3-tools-test-")
+        cls.checkpoint = os.path.join(cls.tmp, "checkpoint")
+        cls.bundle = os.path.join(cls.tmp, "bundle")
+        make_checkpoint(cls.checkpoint, seed=7, image_size=112, preset="tiny")
+        cls.manifest = export_bundle(cls.checkpoint, cls.bundle)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    # ------------------------------------------------------------------ refusals
+
+    def assertRefused(self, checkpoint, pattern):
+        import export_sam3
+
+        out = os.path.join(self.tmp, "refused-bundle")
+        code, err = run_main(export_sam3, ["--checkpoint", checkpoint, "--out", out])
+        self.assertEqual(code, 2, err)
+        last = err.strip().splitlines()[-1]
+        self.assertTrue(last.startswith("export_sam3: "), err)
+        self.assertRegex(last, pattern)
+        self.assertFalse(os.path.exists(os.path.join(out, "manifest.json")))
+
+    def copy_checkpoint(self, name):
+        dst = os.path.join(self.tmp, name)
+        shutil.copytree(self.checkpoint, dst)
+        return dst
+
+    def test_refuses_missing_folder(self):
+        self.assertRefused(os.path.join(self.tmp, "does-not-exist"), r"checkpoint folder not found")
+
+    def test_refuses_folder_without_config(self):
+        empty = os.path.join(self.tmp, "empty")
+        os.makedirs(empty, exist_ok=True)
+        self.assertRefused(empty, r"no config\.json")
+
+    def test_refuses_truncated_weights(self):
+        bad = self.copy_checkpoint("truncated")
+        weights = os.path.join(bad, "model.safetensors")
+        with open(weights, "r+b") as fh:
+            fh.truncate(os.path.getsize(weights) // 2)
+        self.assertRefused(bad, r"model\.safetensors is corrupt")
+
+    def test_refuses_garbage_weights(self):
+        bad = self.copy_checkpoint("garbage")
+        with open(os.path.join(bad, "model.safetensors"), "wb") as fh:
+            fh.write(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!" + b"\0" * 64)
+        self.assertRefused(bad, r"model\.safetensors is corrupt")
+
+    def test_refuses_other_model_type(self):
+        bad = self.copy_checkpoint("other-type")
+        path = os.path.join(bad, "config.json")
+        with open(path) as fh:
+            config = json.load(fh)
+        config["model_type"] = "sam2"
+        with open(path, "w") as fh:
+            json.dump(config, fh)
+        self.assertRefused(bad, r"'sam2' model, not SAM 3")
+
+    def test_refuses_missing_tokenizer(self):
+        bad = self.copy_checkpoint("no-tokenizer")
+        os.remove(os.path.join(bad, "tokenizer.json"))
+        self.assertRefused(bad, r"no tokenizer")
+
+    def test_refuses_weights_not_matching_config(self):
+        from safetensors.torch import load_file, save_file
+
+        bad = self.copy_checkpoint("missing-keys")
+        weights = os.path.join(bad, "model.safetensors")
+        tensors = load_file(weights)
+        del tensors[next(k for k in tensors if k.startswith("mask_decoder."))]
+        save_file(tensors, weights, metadata={"format": "pt"})
+        self.assertRefused(bad, r"do not match its config: 1 missing")
+
+    def test_refusal_exit_code_from_a_real_process(self):
+        proc = subprocess.run(
+            [sys.executable, str(SCRIPTS / "export_sam3.py"), "--checkpoint", os.path.join(self.tmp, "nope"), "--out", os.path.join(self.tmp, "x")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertEqual(len(proc.stderr.strip().splitlines()), 1, proc.stderr)
+
+    # ------------------------------------------------------------------ bundle
+
+    def test_manifest(self):
+        from sam3tools.checkpoint_io import sha256_file
+
+        with open(os.path.join(self.bundle, "manifest.json")) as fh:
+            m = json.load(fh)
+        self.assertEqual(m, self.manifest)
+        self.assertEqual((m["format"], m["format_version"]), ("sam3-bundle", 1))
+        self.assertEqual(m["source"]["model_type"], "sam3")
+        self.assertEqual((m["device"], m["dtype"]), ("cpu", "float32"))
+        self.assertEqual((m["resolution"], m["patch_size"], m["mask_size"]), (112, 14, 32))
+        self.assertEqual((m["num_queries"], m["hidden_size"]), (20, 32))
+        self.assertEqual(m["text"], {"max_length": 32, "pad_token_id": 49407, "visual_prompt": "visual"})
+        self.assertEqual(m["normalization"], {"mean": [127.5] * 3, "std": [127.5] * 3})
+        self.assertEqual(m["fpn_shapes"], [[32, 32, 32], [32, 16, 16], [32, 8, 8]])
+        self.assertEqual(set(m["files"]), {"vision_encoder", "text_encoder", "head_text", "head_text_boxes", "tokenizer"})
+        for entry in m["files"].values():
+            path = os.path.join(self.bundle, entry["path"])
+            self.assertEqual(entry["bytes"], os.path.getsize(path))
+            self.assertEqual(entry["sha256"], sha256_file(path))
+        self.assertEqual(sorted(os.listdir(self.bundle)), sorted([e["path"] for e in m["files"].values()] + ["manifest.json"]))
+
+    def test_pieces_hold_only_their_own_weights(self):
+        names = {}
+        for piece in ("vision_encoder", "text_encoder", "head_text", "head_text_boxes"):
+            module = jit_load(os.path.join(self.bundle, f"{piece}.pt"))
+            names[piece] = {n.split(".")[0] for n, _ in module.named_parameters()}
+        self.assertEqual(names["vision_encoder"], {"vision_encoder"})
+        self.assertEqual(names["text_encoder"], {"text_encoder", "text_projection"})
+        head = {"detr_encoder", "detr_decoder", "mask_decoder", "dot_product_scoring"}
+        self.assertEqual(names["head_text"], head)
+        self.assertEqual(names["head_text_boxes"], head | {"geometry_encoder"})
+
+    def test_traced_pieces_reproduce_eager_model(self):
+        from transformers import AutoTokenizer
+
+        from sam3tools.checkpoint_io import load_model
+
+        model, _ = load_model(self.checkpoint)
+        tokenizer = AutoTokenizer.from_pretrained(self.checkpoint)
+        pieces = {p: jit_load(os.path.join(self.bundle, f"{p}.pt")) for p in ("vision_encoder", "text_encoder", "head_text", "head_text_boxes")}
+
+        gen = torch.Generator().manual_seed(3)
+        pixel_values = torch.rand(3, 3, 112, 112, generator=gen) * 2 - 1
+        prompts = ["a cat", "visual", "the red car parked on the left side of the street"]
+        enc = tokenizer(prompts, padding="max_length", max_length=32, truncation=True, return_tensors="pt")
+        # Two boxes per row (cxcywh), one negative; row 1 has a single box and padding (-10).
+        boxes = torch.tensor(
+            [
+                [[0.5, 0.5, 0.4, 0.3], [0.2, 0.7, 0.2, 0.2]],
+                [[0.3, 0.3, 0.5, 0.5], [-10.0, -10.0, 0.0, 0.0]],
+                [[0.8, 0.1, 0.3, 0.6], [0.45, 0.55, 1.2, 0.9]],
+            ]
+        )
+        labels = torch.tensor([[1, 0], [1, -10], [0, 1]])
+
+        with torch.no_grad():
+            feats = pieces["vision_encoder"](pixel_values)
+            (text,) = pieces["text_encoder"](enc["input_ids"], enc["attention_mask"])
+            mask = enc["attention_mask"].bool()
+            got_text = pieces["head_text"](*feats, text, mask)
+            got_boxes = pieces["head_text_boxes"](*feats, text, mask, boxes, labels)
+            want_text = model(pixel_values=pixel_values, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+            want_boxes = model(
+                pixel_values=pixel_values,
+                input_ids=enc["input_ids"],
+                attention_mask=enc["attention_mask"],
+                input_boxes=boxes,
+                input_boxes_labels=labels,
+            )
+
+        for what, got, want in (("text", got_text, want_text), ("text+boxes", got_boxes, want_boxes)):
+            expected = (want.pred_logits, want.pred_boxes, want.presence_logits, want.pred_masks)
+            for name, g, w in zip(("pred_logits", "pred_boxes", "presence_logits", "pred_masks"), got, expected):
+                self.assertEqual(g.shape, w.shape, f"{what} {name}")
+                diff = (g - w).abs().max().item()
+                self.assertLessEqual(diff, 1e-5, f"{what} {name}: max |diff| {diff}")
+        self.assertEqual(tuple(got_boxes[3].shape), (3, 20, 32, 32))
+        # The boxes must matter (else the box path was not exercised).
+        self.assertGreater((got_boxes[0] - got_text[0]).abs().max().item(), 0.0)
+
+    def test_bundle_tokenizer_matches_transformers(self):
+        from tokenizers import Tokenizer
+        from transformers import AutoTokenizer
+
+        standalone = Tokenizer.from_file(os.path.join(self.bundle, "tokenizer.json"))
+        reference = AutoTokenizer.from_pretrained(self.checkpoint)
+        self.assertGreaterEqual(len(TOKEN_PROMPTS), 20)
+        for prompt in TOKEN_PROMPTS:
+            enc = standalone.encode(prompt)
+            want = reference(prompt, padding="max_length", max_length=32, truncation=True)
+            self.assertEqual(enc.ids, list(want["input_ids"]), prompt)
+            self.assertEqual(enc.attention_mask, list(want["attention_mask"]), prompt)
+            self.assertEqual(len(enc.ids), 32)
+            self.assertEqual(enc.ids[0], 49406)
+        # The real CLIP vocabulary, not a stand-in.
+        self.assertEqual(standalone.encode("a photo of a cat").ids[:7], [49406, 320, 1125, 539, 320, 2368, 49407])
+
+    def test_reference_tool(self):
+        from PIL import Image
+
+        import make_reference
+
+        img = Image.new("RGB", (40, 30))
+        for x in range(40):
+            for y in range(30):
+                img.putpixel((x, y), (x * 6, y * 8, 128))
+        image_path = os.path.join(self.tmp, "img.png")
+        img.save(image_path)
+        cases = {
+            "images": {"img": image_path},
+            "cases": [
+                {"name": "all", "image": "img", "threshold": 0.0, "queries": [
+                    {"text": "a cat", "boxes": None, "labels": None},
+                    {"text": None, "boxes": [[0.1, 0.2, 0.3, 0.4]], "labels": None},
+                    {"text": " ".join(["long"] * 60), "boxes": [[0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.2, 0.2]], "labels": [True, False]},
+                ]},
+                {"name": "nothing", "image": "img", "threshold": 1.0, "queries": [{"text": "dog", "boxes": None, "labels": None}]},
+            ],
+            "tokens": ["a cat", " ".join(["long"] * 60)],
+        }
+        cases_path = os.path.join(self.tmp, "cases.json")
+        out_path = os.path.join(self.tmp, "ref.json")
+        with open(cases_path, "w") as fh:
+            json.dump(cases, fh)
+        code, err = run_main(make_reference, ["--checkpoint", self.checkpoint, "--cases", cases_path, "--out", out_path])
+        self.assertEqual(code, 0, err)
+        with open(out_path) as fh:
+            ref = json.load(fh)
+        q = ref["cases"]["all"]["queries"]
+        self.assertEqual([x["text_used"] for x in q], ["a cat", "visual", " ".join(["long"] * 60)])
+        self.assertEqual(ref["cases"]["all"]["image_size"], {"width": 40, "height": 30})
+        for x in q:
+            self.assertEqual(len(x["all_scores"]), 20)
+            self.assertEqual(len(x["scores"]), 20)  # threshold 0 keeps every query
+            self.assertEqual(x["scores"], sorted(x["scores"], reverse=True))
+            self.assertEqual(x["masks"][0]["size"], [30, 40])
+            self.assertEqual(len(x["input_ids"]), 32)
+        nothing = ref["cases"]["nothing"]["queries"][0]
+        self.assertEqual((nothing["scores"], nothing["boxes"], nothing["masks"]), ([], [], []))
+        self.assertEqual(len(nothing["all_scores"]), 20)
+        long_tokens = ref["tokens"][" ".join(["long"] * 60)]
+        self.assertEqual(len(long_tokens["input_ids"]), 32)
+        self.assertEqual(long_tokens["input_ids"][-1], 49407)
+        self.assertEqual(sum(long_tokens["attention_mask"]), 32)
+        stats = ref["images"]["img"]["pixel_values"]
+        self.assertEqual(stats["shape"], [3, 112, 112])
+        self.assertTrue(all(-1.0 <= v <= 1.0 for v in stats["min"] + stats["max"]))
+
+
+if __name__ == "__main__":
+    unittest.main()
