@@ -525,9 +525,12 @@ Napi::Value Model::Segment(const Napi::CallbackInfo& info) {
               labels[row * kmax + j] = q.labels[j];
             }
           }
+          // clone(): from_blob does not own the vectors, and .to() is a no-op on the CPU, so the
+          // tensors would otherwise point at stack vectors that die at the end of this block.
           in.push_back(torch::from_blob(boxes.data(), {b, static_cast<int64_t>(kmax), 4}, torch::kFloat32)
+                           .clone()
                            .to(s.device, s.config.dtype));
-          in.push_back(torch::from_blob(labels.data(), {b, static_cast<int64_t>(kmax)}, torch::kLong).to(s.device));
+          in.push_back(torch::from_blob(labels.data(), {b, static_cast<int64_t>(kmax)}, torch::kLong).clone().to(s.device));
         }
         auto t0 = Clock::now();
         auto out = RunTuple(with_boxes ? state->head_boxes : state->head_text, std::move(in), 4,
