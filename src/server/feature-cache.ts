@@ -1,0 +1,53 @@
+/**
+ * The image-feature cache of one device: encoded image features kept on the device, keyed by the
+ * sha256 of the image bytes (the image_id clients see), LRU-bounded by entries and bytes, with a
+ * TTL. Built on the library's HandleCache, whose leases keep features alive while a request uses
+ * them even if they are evicted meanwhile.
+ */
+import { type CacheStats, HandleCache, type ImageFeatures, type Lease } from '../index.js';
+
+export interface FeatureCacheOptions {
+  maxEntries: number;
+  maxBytes: number;
+  ttlMs: number;
+  now?: () => number;
+}
+
+export class FeatureCache {
+  private readonly cache: HandleCache<ImageFeatures>;
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(readonly options: FeatureCacheOptions) {
+    this.cache = new HandleCache<ImageFeatures>(options);
+    // Reads expire lazily; the sweep frees device memory of entries nobody asks for again.
+    const every = Math.min(Math.max(options.ttlMs / 2, 1000), 60_000);
+    this.sweeper = setInterval(() => this.cache.sweep(), every);
+    this.sweeper.unref();
+  }
+
+  has(imageId: string): boolean {
+    return this.cache.has(imageId);
+  }
+
+  lease(imageId: string): Lease<ImageFeatures> | undefined {
+    return this.cache.lease(imageId);
+  }
+
+  insert(imageId: string, features: ImageFeatures): Lease<ImageFeatures> {
+    return this.cache.insert(imageId, features);
+  }
+
+  sweep(): void {
+    this.cache.sweep();
+  }
+
+  stats(): CacheStats {
+    return this.cache.stats();
+  }
+
+  /** Stops the sweeper and frees every entry not leased (leased ones go when released). */
+  close(): void {
+    clearInterval(this.sweeper);
+    this.cache.clear();
+  }
+}

@@ -1,0 +1,114 @@
+/** Operations endpoints: /health (503 until the model is loaded), /models/info, /metrics. */
+import Router from '@koa/router';
+
+import { type CacheStats, runtimeInfo } from '../../index.js';
+import { ApiCode, ApiError } from '../api-error.js';
+import type { AppContext, AppDeps, AppState } from '../context.js';
+
+function gpus(): { gpu_available: boolean; gpu_count: number } {
+  try {
+    const info = runtimeInfo();
+    return { gpu_available: info.cudaAvailable, gpu_count: info.cudaDeviceCount };
+  } catch {
+    return { gpu_available: false, gpu_count: 0 };
+  }
+}
+
+function sumStats(list: CacheStats[]): CacheStats {
+  const total: CacheStats = { entries: 0, bytes: 0, hits: 0, misses: 0, evictions: 0, expirations: 0 };
+  for (const s of list) for (const k of Object.keys(total) as (keyof CacheStats)[]) total[k] += s[k];
+  return total;
+}
+
+export function healthRoutes(deps: AppDeps): Router<AppState, AppContext> {
+  const router = new Router<AppState, AppContext>();
+  const { config } = deps;
+
+  router.get('/health', (ctx) => {
+    const phase = deps.phase();
+    const ready = phase === 'ready';
+    const status = ready ? 'healthy' : phase === 'loading' ? 'loading' : phase === 'failed' ? 'failed' : 'shutting_down';
+    const devices = ready ? deps.pool().workers.map((w) => w.device) : (config.devices ?? []);
+    const error = deps.loadError();
+    ctx.status = ready ? 200 : 503;
+    if (!ready) ctx.set('Retry-After', String(config.batching.retryAfterSeconds));
+    ctx.body = {
+      status,
+      ...gpus(),
+      active_sessions: 0,
+      model_loaded: ready,
+      devices,
+      uptime_seconds: Math.round((Date.now() - deps.startedAt) / 100) / 10,
+      ...(phase === 'failed' && error ? { error: error.message } : {}),
+    };
+  });
+
+  router.get('/models/info', (ctx) => {
+    const pool = deps.pool();
+    const model = pool.model;
+    const m = model.manifest;
+    const fc = config.featureCache;
+    ctx.body = {
+      image_model: {
+        checkpoint: config.checkpoint,
+        bundle: pool.bundleDir,
+        source: m.source.checkpoint,
+        model_type: m.source.model_type,
+        dtype: m.dtype,
+        resolution: m.resolution,
+        mask_size: m.mask_size,
+        num_queries: m.num_queries,
+        text_max_length: m.text.max_length,
+        default_confidence_threshold: config.confidenceThreshold,
+        devices: pool.workers.map((w) => {
+          const info = w.model.info();
+          return {
+            device: w.device,
+            label: w.label,
+            threads: info.engine.threads,
+            load_ms: info.loadMs,
+            warmup_ms: info.warmupMs,
+            jobs_admitted: w.load,
+            encode_queue: w.batcher.depth,
+            engine: info.engine,
+          };
+        }),
+        manifest: m,
+      },
+      feature_cache: {
+        enabled: fc.enabled,
+        ttl_seconds: fc.ttlMs / 1000,
+        max_bytes_per_device: fc.maxBytes,
+        max_entries_per_device: fc.maxEntries,
+        ...sumStats(pool.workers.flatMap((w) => (w.cache ? [w.cache.stats()] : []))),
+      },
+      text_cache: { max_entries_per_device: config.textCacheEntries, ...sumStats(pool.workers.map((w) => w.model.textCacheStats())) },
+      batching: {
+        max_batch_size: config.batching.maxBatchSize,
+        batch_wait_ms: config.batching.batchWaitMs,
+        max_queue_size: config.batching.maxQueue,
+      },
+      limits: {
+        max_body_bytes: config.limits.maxBodyBytes,
+        max_image_pixels: config.limits.maxImagePixels,
+        max_prompts_per_request: config.limits.maxPrompts,
+        max_images_per_batch: config.limits.maxBatchImages,
+      },
+    };
+  });
+
+  router.get('/metrics', async (ctx) => {
+    const { contentType, body } = await deps.metrics.render();
+    ctx.type = contentType;
+    ctx.body = body;
+  });
+
+  return router;
+}
+
+export function notReady(phase: string, retryAfterSeconds: number): ApiError {
+  const retry = { 'Retry-After': String(retryAfterSeconds) };
+  if (phase === 'loading') return new ApiError(503, ApiCode.ModelLoading, 'the model is still loading; retry shortly (GET /health says when it is ready)', {}, retry);
+  if (phase === 'failed') return new ApiError(503, ApiCode.ModelUnavailable, 'the model failed to load; see GET /health and the server log', {});
+  return new ApiError(503, ApiCode.ShuttingDown, 'the server is shutting down; retry on another instance', {}, retry);
+}

@@ -1,0 +1,174 @@
+/**
+ * Image endpoints: segment, cached-features, embed, batch. Each validates its body with the zod
+ * schema of schemas.ts, resolves the image (bytes or image_id), and runs every prompt of an image
+ * in one batched head pass.
+ */
+import Router from '@koa/router';
+
+import { type BoxPrompt, MAX_BOXES_PER_PROMPT, type Prompt, type Segmentation } from '../../index.js';
+import { ApiError, toApiError, validationError } from '../api-error.js';
+import type { AppContext, AppDeps, AppState } from '../context.js';
+import { type ImageRef, imageRef } from '../image-input.js';
+import type { HeldFeatures, InferenceService } from '../inference.js';
+import type { PromptInput } from '../schemas.js';
+import { parseOrThrow } from '../validate.js';
+
+interface Queries {
+  queries: Prompt[];
+  /** Per query: index in the request's prompts of the prompt that owns its masks. */
+  owners: number[];
+}
+
+/** Each text prompt is one query; box prompts are exemplars for every query, or a query of their own. */
+export function buildQueries(prompts: PromptInput[], where = 'prompts'): Queries {
+  const texts: { text: string; index: number }[] = [];
+  const boxes: BoxPrompt[] = [];
+  let firstBox = -1;
+  prompts.forEach((p, index) => {
+    if (p.type === 'text') texts.push({ text: p.text, index });
+    else {
+      if (firstBox < 0) firstBox = index;
+      boxes.push({ box: p.box, label: p.label });
+    }
+  });
+  if (boxes.length > MAX_BOXES_PER_PROMPT) {
+    throw validationError(`${where} has ${boxes.length} box prompts; the limit is ${MAX_BOXES_PER_PROMPT} per request`, { limit: MAX_BOXES_PER_PROMPT });
+  }
+  if (texts.length === 0) return { queries: [{ boxes }], owners: [firstBox] };
+  return {
+    queries: texts.map((t) => (boxes.length > 0 ? { text: t.text, boxes } : { text: t.text })),
+    owners: texts.map((t) => t.index),
+  };
+}
+
+function detections(s: Segmentation) {
+  return { masks: s.masks, boxes: s.boxes, scores: s.scores, num_masks: s.numMasks };
+}
+
+/** The per-query results of one image concatenated, each mask tagged with its prompt's index. */
+function concatResults(results: Segmentation[], owners: number[]) {
+  const out = { masks: [] as Segmentation['masks'], boxes: [] as Segmentation['boxes'], scores: [] as number[], num_masks: 0, prompt_index: [] as number[] };
+  results.forEach((r, q) => {
+    out.masks.push(...r.masks);
+    out.boxes.push(...r.boxes);
+    out.scores.push(...r.scores);
+    out.num_masks += r.numMasks;
+    for (let i = 0; i < r.numMasks; i++) out.prompt_index.push(owners[q]!);
+  });
+  return out;
+}
+
+function imageFacts(held: HeldFeatures) {
+  return { image_size: { width: held.features.width, height: held.features.height }, image_id: held.imageId, cache_hit: held.cacheHit };
+}
+
+const ms = (start: number) => Math.round((performance.now() - start) * 10) / 10;
+
+async function withFeatures<T>(service: InferenceService, ref: ImageRef, ctx: AppContext, fn: (held: HeldFeatures) => Promise<T>): Promise<T> {
+  const held = await service.acquire(ref, ctx.state.log);
+  try {
+    return await fn(held);
+  } finally {
+    held.release();
+  }
+}
+
+export function imageRoutes(deps: AppDeps): Router<AppState, AppContext> {
+  const { config, schemas, body } = deps;
+  const router = new Router<AppState, AppContext>({ prefix: '/api/v1/image' });
+
+  router.post('/segment', async (ctx) => {
+    const { fields, file } = await body.read(ctx, { json: ['prompts'], number: ['confidence_threshold'] });
+    const req = parseOrThrow(schemas.SegmentRequest, fields);
+    const ref = imageRef(file ?? req.image, req.image_id);
+    const { queries, owners } = buildQueries(req.prompts);
+    const threshold = req.confidence_threshold ?? config.confidenceThreshold;
+    const service = deps.service();
+    const start = performance.now();
+    ctx.body = await withFeatures(service, ref, ctx, async (held) => {
+      const results = await service.segment(held, queries, threshold);
+      return { ...concatResults(results, owners), ...imageFacts(held), inference_time_ms: ms(start) };
+    });
+  });
+
+  router.post('/cached-features', async (ctx) => {
+    const { fields, file } = await body.read(ctx, { list: ['text_prompts'], number: ['confidence_threshold'] });
+    const req = parseOrThrow(schemas.CachedFeaturesRequest, fields);
+    const ref = imageRef(file ?? req.image, req.image_id);
+    const threshold = req.confidence_threshold ?? config.confidenceThreshold;
+    const service = deps.service();
+    const start = performance.now();
+    ctx.body = await withFeatures(service, ref, ctx, async (held) => {
+      const results = await service.segment(
+        held,
+        req.text_prompts.map((text) => ({ text })),
+        threshold,
+      );
+      const facts = imageFacts(held);
+      return {
+        results: results.map((r, i) => ({ prompt: req.text_prompts[i]!, ...detections(r) })),
+        cache_hit: facts.cache_hit,
+        image_id: facts.image_id,
+        image_size: facts.image_size,
+        inference_time_ms: ms(start),
+      };
+    });
+  });
+
+  router.post('/embed', async (ctx) => {
+    const { fields, file } = await body.read(ctx, {});
+    const req = parseOrThrow(schemas.EmbedRequest.partial(), fields);
+    const ref = imageRef(file ?? req.image, undefined);
+    const service = deps.service();
+    if (!service.cacheEnabled) {
+      throw new ApiError(409, 'feature_cache_disabled', 'embedding needs the feature cache, and this server runs with ENABLE_FEATURE_CACHE=false; use /api/v1/image/segment with the image instead');
+    }
+    const start = performance.now();
+    ctx.body = await withFeatures(service, ref, ctx, async (held) => {
+      if (!held.worker.cache?.has(held.imageId!)) {
+        ctx.state.log.warn({ image_id: held.imageId, bytes: held.features.bytes }, 'features evicted at once: FEATURE_CACHE_MAX_MB is smaller than one image');
+      }
+      return { ...imageFacts(held), image_id: held.imageId!, expires_in_seconds: config.featureCache.ttlMs / 1000, inference_time_ms: ms(start) };
+    });
+  });
+
+  router.post('/batch', async (ctx) => {
+    const { fields } = await body.read(ctx, false);
+    const req = parseOrThrow(schemas.BatchRequest, fields);
+    const items = req.images.map((item, i) => {
+      const where = `images[${i}]`;
+      return {
+        ref: imageRef(item.image, item.image_id, where),
+        ...buildQueries(item.prompts, `${where}.prompts`),
+        threshold: item.confidence_threshold ?? req.confidence_threshold ?? config.confidenceThreshold,
+      };
+    });
+    const service = deps.service();
+    const start = performance.now();
+    // All images are submitted at once so new ones share batched encoder passes.
+    const acquired = await Promise.allSettled(items.map((item) => service.acquire(item.ref, ctx.state.log)));
+    const held = acquired.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
+    try {
+      const failed = acquired.findIndex((a) => a.status === 'rejected');
+      if (failed >= 0) throw atIndex((acquired[failed] as PromiseRejectedResult).reason, failed, deps);
+      const results = await Promise.allSettled(items.map((item, i) => service.segment(held[i]!, item.queries, item.threshold)));
+      const bad = results.findIndex((r) => r.status === 'rejected');
+      if (bad >= 0) throw atIndex((results[bad] as PromiseRejectedResult).reason, bad, deps);
+      ctx.body = {
+        results: results.map((r, i) => ({ ...concatResults((r as PromiseFulfilledResult<Segmentation[]>).value, items[i]!.owners), ...imageFacts(held[i]!) })),
+        inference_time_ms: ms(start),
+      };
+    } finally {
+      for (const h of held) h.release();
+    }
+  });
+
+  return router;
+}
+
+/** A batch item's error, with the item's index in the message and details. */
+function atIndex(err: unknown, index: number, deps: AppDeps): unknown {
+  const api = toApiError(err, deps.errorContext());
+  if (api.status >= 500) return err; // logged as ours, with the original error
+  return new ApiError(api.status, api.code, `images[${index}]: ${api.message}`, { ...api.details, index }, api.headers);
+}
