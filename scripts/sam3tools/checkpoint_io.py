@@ -42,7 +42,7 @@ def resolve_checkpoint(checkpoint: str, log=None) -> str:
 
         return snapshot_download(
             repo_id=checkpoint,
-            allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.bin"],
+            allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"],
         )
     except Exception as err:  # offline, gated, not found: huggingface_hub raises its own types
         raise CheckpointError(

@@ -259,6 +259,8 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         raise UsageError(f"--out {out} exists and is not a folder")
 
     folder = resolve_checkpoint(checkpoint, log)
+    if os.path.realpath(out) == os.path.realpath(folder):
+        raise UsageError("--out must not be the checkpoint folder (the bundle's tokenizer.json would replace the checkpoint's)")
     read_config(folder)
     check_weight_files(folder)
     check_tokenizer_files(folder)

@@ -165,14 +165,24 @@ class ExportTest(unittest.TestCase):
         self.assertRefused(bad, r"do not match its config: 1 missing")
 
     def test_refusal_exit_code_from_a_real_process(self):
+        # A hub id that cannot be fetched (offline mode makes this quick and deterministic).
+        env = dict(os.environ, HF_HUB_OFFLINE="1")
         proc = subprocess.run(
-            [sys.executable, str(SCRIPTS / "export_sam3.py"), "--checkpoint", os.path.join(self.tmp, "nope"), "--out", os.path.join(self.tmp, "x")],
+            [sys.executable, str(SCRIPTS / "export_sam3.py"), "--checkpoint", "sam3-tools-test/no-such-model", "--out", os.path.join(self.tmp, "x")],
             capture_output=True,
             text=True,
             timeout=120,
+            env=env,
         )
         self.assertEqual(proc.returncode, 2, proc.stderr)
-        self.assertEqual(len(proc.stderr.strip().splitlines()), 1, proc.stderr)
+        self.assertRegex(proc.stderr.strip().splitlines()[-1], r"^export_sam3: cannot fetch 'sam3-tools-test/no-such-model'")
+
+    def test_refuses_bundle_over_checkpoint(self):
+        import export_sam3
+
+        code, err = run_main(export_sam3, ["--checkpoint", self.checkpoint, "--out", self.checkpoint])
+        self.assertEqual(code, 2, err)
+        self.assertIn("must not be the checkpoint folder", err)
 
     # ------------------------------------------------------------------ bundle
 
