@@ -50,6 +50,9 @@ function toReferenceCase(c: Case): ReferenceCase {
   };
 }
 
+/** Worst differences seen, printed at the end so a run shows how close parity really is. */
+const worst = { score: 0, box: 0, maskPixels: 0, masks: 0, masksEqual: 0 };
+
 /** Compares one query's detections, matched by score order, within the tolerances. */
 function assertMatches(ours: Segmentation, ref: ReferenceQuery, where: string): void {
   assert.equal(ours.numMasks, ref.scores.length, `${where}: number of detections`);
@@ -65,6 +68,8 @@ function assertMatches(ours: Segmentation, ref: ReferenceQuery, where: string): 
         j = k;
       }
     }
+    worst.score = Math.max(worst.score, Math.abs(ours.scores[i]! - ref.scores[j]!));
+    worst.box = Math.max(worst.box, ...ours.boxes[i]!.map((v, t) => Math.abs(v - ref.boxes[j]![t]!)));
     assert.ok(Math.abs(ours.scores[i]! - ref.scores[j]!) <= SCORE_TOL, `${where}[${i}]: score ${ours.scores[i]} vs ${ref.scores[j]}`);
     for (let t = 0; t < 4; t++) {
       assert.ok(Math.abs(ours.boxes[i]![t]! - ref.boxes[j]![t]!) <= BOX_TOL, `${where}[${i}]: box ${ours.boxes[i]} vs ${ref.boxes[j]}`);
@@ -72,6 +77,9 @@ function assertMatches(ours: Segmentation, ref: ReferenceQuery, where: string): 
     const m = ours.masks[i]!;
     assert.deepEqual(m.size, ref.masks[j]!.size, `${where}[${i}]: mask size`);
     const diff = pixelDiff(m.counts, ref.masks[j]!.counts, m.size[0], m.size[1]);
+    worst.maskPixels = Math.max(worst.maskPixels, diff);
+    worst.masks++;
+    if (diff === 0) worst.masksEqual++;
     assert.ok(diff <= MASK_PIXEL_TOL, `${where}[${i}]: ${diff} mask pixels differ`);
   }
 }
@@ -96,7 +104,11 @@ describe('parity with transformers eager Sam3Model', () => {
     [ref, model] = await Promise.all([reference(fx.checkpoint, files, cases.map(toReferenceCase)), Sam3Model.load(fx.bundle, { threads: 2 })]);
   });
 
-  after(() => model?.dispose());
+  after(() => {
+    model?.dispose();
+    console.log(`# parity: max |score diff| ${worst.score.toExponential(2)}, max |box diff| ${worst.box.toExponential(2)}, ` +
+      `${worst.masksEqual}/${worst.masks} masks identical, max ${worst.maskPixels} differing mask pixels`);
+  });
 
   for (const c of cases) {
     it(`${c.name}: scores, boxes and masks match at threshold 0`, async () => {
