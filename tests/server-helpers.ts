@@ -101,3 +101,8 @@ export async function metrics(base: string): Promise<string> {
 export function b64(buf: Buffer): string {
   return buf.toString('base64');
 }
+
+/** A Blob of the bytes (FormData parts), copied so its type is a plain ArrayBuffer. */
+export function blob(buf: Buffer, type = 'application/octet-stream'): Blob {
+  return new Blob([new Uint8Array(buf)], { type });
+}

@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 
 import { type Prompt, Sam3Model, type Segmentation } from '../src/index.js';
 import { jpegImage, pngImage, python, tempDir } from './helpers.js';
-import { type TestServer, b64, get, metric, metrics, postJson, postRaw, startServer } from './server-helpers.js';
+import { type TestServer, b64, blob, get, metric, metrics, postJson, postRaw, startServer } from './server-helpers.js';
 
 const run = promisify(execFile);
 
@@ -146,7 +146,7 @@ describe('image endpoints', () => {
     const plain = await postJson(srv.base, '/api/v1/image/segment', { image: b64(jpg), prompts, confidence_threshold: 0.1 });
     const dataUrl = await postJson(srv.base, '/api/v1/image/segment', { image: `data:image/jpeg;base64,${b64(jpg)}`, prompts, confidence_threshold: 0.1 });
     const form = new FormData();
-    form.append('image', new Blob([jpg], { type: 'image/jpeg' }), 'photo.jpg');
+    form.append('image', blob(jpg, 'image/jpeg'), 'photo.jpg');
     form.append('prompts', JSON.stringify(prompts));
     form.append('confidence_threshold', '0.1');
     const multipart = await postRaw(srv.base, '/api/v1/image/segment', form);
@@ -194,7 +194,7 @@ describe('image endpoints', () => {
 
   it('cached-features: multipart with repeated or JSON text_prompts', async () => {
     const form = new FormData();
-    form.append('image', new Blob([png]), 'a.png');
+    form.append('image', blob(png), 'a.png');
     form.append('text_prompts', 'person');
     form.append('text_prompts', '["car", "dog"]');
     const r = await postRaw(srv.base, '/api/v1/image/cached-features', form);
@@ -214,7 +214,7 @@ describe('image endpoints', () => {
     assert.equal(first.body.cache_hit, false);
     assert.equal(first.body.expires_in_seconds, 600);
     const form = new FormData();
-    form.append('image', new Blob([image]), 'b.png');
+    form.append('image', blob(image), 'b.png');
     const second = await postRaw(srv.base, '/api/v1/image/embed', form);
     assert.equal(second.status, 200, second.text);
     assert.equal(second.body.image_id, first.body.image_id);

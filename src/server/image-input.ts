@@ -26,13 +26,14 @@ export function decodeImageField(value: string, where = 'image'): Buffer {
     }
     payload = payload.slice(m[0].length);
   }
+  const original = payload;
   // Line breaks from `base64` without -w 0 are harmless; strip all whitespace.
   payload = payload.replace(/\s+/g, '');
   const alphabetOk = BASE64.test(payload) || BASE64URL.test(payload);
   const unpadded = payload.replace(/=+$/, '');
   if (!alphabetOk || payload.length === 0 || unpadded.length % 4 === 1 || (payload.includes('=') && payload.length % 4 !== 0)) {
-    const bad = payload.search(/[^A-Za-z0-9+/=_-]/);
-    const at = bad >= 0 ? ` (first bad character at offset ${bad}: ${JSON.stringify(payload[bad])})` : '';
+    const bad = original.search(/[^A-Za-z0-9+/=_\s-]/);
+    const at = bad >= 0 ? ` (first bad character at offset ${bad}: ${JSON.stringify(original[bad])})` : '';
     throw new ApiError(400, ApiCode.InvalidBase64, `${where} is not valid base64${at}; send the image file's bytes base64-encoded (e.g. base64 -w 0 image.jpg) or as a data URL`, { field: where });
   }
   return Buffer.from(unpadded, BASE64.test(payload) ? 'base64' : 'base64url');
