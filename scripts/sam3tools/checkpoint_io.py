@@ -194,7 +194,15 @@ def load_model(folder: str, dtype=None, device="cpu"):
     return model, info
 
 
-def preprocessing(folder: str, config) -> dict:
+def model_image_size(raw_config: dict) -> int:
+    """The resolution a SAM 3 config.json is built for (Sam3ViTConfig's default 1008 when unset)."""
+    cfg = (raw_config.get("detector_config") or raw_config) if raw_config.get("model_type") == "sam3_video" else raw_config
+    backbone = ((cfg.get("vision_config") or {}).get("backbone_config")) or {}
+    size = backbone.get("image_size", 1008)
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
+def preprocessing(folder: str, image_size: int) -> dict:
     """Resolution and normalisation of a checkpoint, as transformers' Sam3ImageProcessor applies them.
 
     Returns {"resolution", "mean", "std"} where mean/std apply to the resized uint8 values converted to
@@ -220,8 +228,7 @@ def preprocessing(folder: str, config) -> dict:
             proc = data
             break
     proc = proc or {}
-    model_size = config.vision_config.backbone_config.image_size
-    model_size = model_size[0] if isinstance(model_size, (list, tuple)) else int(model_size)
+    model_size = int(image_size)
     size = proc.get("size") or {"height": model_size, "width": model_size}
     height, width = size.get("height"), size.get("width")
     if height is None or width is None or height != width:

@@ -40,6 +40,7 @@ from .checkpoint_io import (
     check_weight_files,
     load_model,
     load_tokenizer,
+    model_image_size,
     preprocessing,
     read_config,
     resolve_checkpoint,
@@ -141,6 +142,11 @@ class HeadTextBoxesPiece(_HeadBase):
 
 
 # ------------------------------------------------------------------------------------------ helpers
+
+
+def model_image_size_of(config) -> int:
+    size = config.vision_config.backbone_config.image_size
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
 
 
 def parse_device(device: str) -> torch.device:
@@ -261,14 +267,16 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
     folder = resolve_checkpoint(checkpoint, log)
     if os.path.realpath(out) == os.path.realpath(folder):
         raise UsageError("--out must not be the checkpoint folder (the bundle's tokenizer.json would replace the checkpoint's)")
-    read_config(folder)
+    raw_config = read_config(folder)
+    prep = preprocessing(folder, model_image_size(raw_config))
     check_weight_files(folder)
     check_tokenizer_files(folder)
     tokenizer = load_tokenizer(folder)
     log(f"loading {checkpoint} ({dtype}, {dev})")
     model, info = load_model(folder, torch_dtype, dev)
     config = model.config
-    prep = preprocessing(folder, config)
+    if model_image_size_of(config) != prep["resolution"]:
+        raise CheckpointError(f"the model in {folder} is built for {model_image_size_of(config)}px, its image processor resizes to {prep['resolution']}px")
     unexpected = info.get("unexpected_keys") or []
     log(
         f"loaded {sum(p.numel() for p in model.parameters()):,} parameters in {time.time() - start:.1f} s"
@@ -396,7 +404,7 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         "source": {
             "checkpoint": checkpoint,
             "model_type": "sam3",
-            "checkpoint_model_type": read_config(folder)["model_type"],
+            "checkpoint_model_type": raw_config["model_type"],
             "config_sha256": sha256_file(os.path.join(folder, "config.json")),
         },
         "versions": {

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint_io import load_model, load_tokenizer, preprocessing, read_config
+from .checkpoint_io import load_model, load_tokenizer, model_image_size, preprocessing, read_config
 from .tokenizer import TEXT_MAX_LENGTH
 
 VISUAL_PROMPT = "visual"
@@ -144,10 +144,9 @@ def query_inputs(query: dict, tokenizer) -> dict:
 
 def make_reference(checkpoint: str, doc: dict, log=None, dump_pixels: str | None = None) -> dict:
     log = log or (lambda msg: None)
-    read_config(checkpoint)
+    prep = preprocessing(checkpoint, model_image_size(read_config(checkpoint)))
     tokenizer = load_tokenizer(checkpoint)
     model, _ = load_model(checkpoint, torch.float32, "cpu")
-    prep = preprocessing(checkpoint, model.config)
     resolution = prep["resolution"]
     images = doc.get("images") or {}
     result: dict = {"cases": {}, "tokens": {}, "images": {}}

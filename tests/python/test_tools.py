@@ -184,6 +184,32 @@ class ExportTest(unittest.TestCase):
         self.assertEqual(code, 2, err)
         self.assertIn("must not be the checkpoint folder", err)
 
+    def test_loads_video_layout_like_facebook_sam3(self):
+        """facebook/sam3 ships a sam3_video config (detector + tracker) with prefixed weights."""
+        from safetensors.torch import load_file, save_file
+
+        from sam3tools.checkpoint_io import load_model, model_image_size, preprocessing, read_config
+
+        video = self.copy_checkpoint("video-layout")
+        with open(os.path.join(video, "config.json")) as fh:
+            detector = json.load(fh)
+        with open(os.path.join(video, "config.json"), "w") as fh:
+            json.dump({"model_type": "sam3_video", "architectures": ["Sam3VideoModel"], "detector_config": detector}, fh)
+        weights = os.path.join(video, "model.safetensors")
+        tensors = {"detector_model." + k: v for k, v in load_file(weights).items()}
+        tensors["tracker_model.memory_encoder.weight"] = torch.zeros(3)
+        save_file(tensors, weights, metadata={"format": "pt"})
+
+        raw = read_config(video)
+        self.assertEqual(preprocessing(video, model_image_size(raw))["resolution"], 112)
+        loaded, _ = load_model(video)
+        original, _ = load_model(self.checkpoint)
+        want = original.state_dict()
+        got = loaded.state_dict()
+        self.assertEqual(set(got), set(want))
+        for key, value in want.items():
+            self.assertTrue(torch.equal(got[key], value), key)
+
     # ------------------------------------------------------------------ bundle
 
     def test_manifest(self):
