@@ -45,7 +45,7 @@ export async function startServer(env: Record<string, string> = {}, options: Sta
     },
   });
   const logger = pino({ level: config.logLevel }, sink);
-  const svc = createApp({ config, logger, defaultMetrics: false, ...(options.now ? { now: options.now } : {}) });
+  const svc = createApp({ config, logger, ...(options.now ? { now: options.now } : {}) });
   const server = await svc.listen(0, '127.0.0.1');
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;

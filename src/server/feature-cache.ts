@@ -16,17 +16,34 @@ export interface FeatureCacheOptions {
 export class FeatureCache {
   private readonly cache: HandleCache<ImageFeatures>;
   private readonly sweeper: NodeJS.Timeout;
+  private readonly now: () => number;
+  private lastSweep: number;
+  /** Lookups that found the image on no device (the pool looks up with has(), which counts nothing). */
+  private misses = 0;
 
   constructor(readonly options: FeatureCacheOptions) {
     this.cache = new HandleCache<ImageFeatures>(options);
+    this.now = options.now ?? Date.now;
+    this.lastSweep = this.now();
     // Reads expire lazily; the sweep frees device memory of entries nobody asks for again.
     const every = Math.min(Math.max(options.ttlMs / 2, 1000), 60_000);
     this.sweeper = setInterval(() => this.cache.sweep(), every);
     this.sweeper.unref();
   }
 
+  /** Whether the image is cached; expired entries are swept first (at most once a second). */
   has(imageId: string): boolean {
+    const now = this.now();
+    if (now - this.lastSweep >= 1000) {
+      this.lastSweep = now;
+      this.cache.sweep();
+    }
     return this.cache.has(imageId);
+  }
+
+  /** Counts a miss for an image this device is about to encode. */
+  recordMiss(): void {
+    this.misses++;
   }
 
   lease(imageId: string): Lease<ImageFeatures> | undefined {
@@ -42,7 +59,8 @@ export class FeatureCache {
   }
 
   stats(): CacheStats {
-    return this.cache.stats();
+    const s = this.cache.stats();
+    return { ...s, misses: s.misses + this.misses };
   }
 
   /** Stops the sweeper and frees every entry not leased (leased ones go when released). */

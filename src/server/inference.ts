@@ -99,6 +99,7 @@ export class InferenceService {
       throw err;
     }
     const { worker, ticket } = admitted;
+    worker.cache?.recordMiss();
     let settle: () => void = () => {};
     if (this.cacheEnabled) this.inflight.set(imageId, new Promise<void>((resolve) => (settle = resolve)));
     try {
