@@ -178,13 +178,17 @@ export function createApp(options: AppOptions): Sam3App {
     if ((phase === 'shutting_down' || phase === 'closed') && !ops) {
       throw new ApiError(503, ApiCode.ShuttingDown, 'the server is shutting down; retry on another instance', {}, { 'Retry-After': String(config.batching.retryAfterSeconds) });
     }
+    // A request is in flight until its response is written (or the client goes away), which is
+    // after every middleware has returned: count it down on the socket's 'close', not here.
     inflight++;
-    try {
-      await next();
-    } finally {
+    let counted = true;
+    ctx.res.once('close', () => {
+      if (!counted) return;
+      counted = false;
       inflight--;
       if (inflight === 0) drained?.();
-    }
+    });
+    await next();
   });
 
   for (const router of [imageRoutes(deps), healthRoutes(deps), docsRoutes(deps)]) {
