@@ -37,11 +37,7 @@ Napi::Value RleEncodeJs(const Napi::CallbackInfo& info) {
     else if (order != "row") ThrowInvalid(env, "rleEncode: order must be 'row' or 'column'");
   }
   if (!row_major) return Napi::String::New(env, RleEncode(mask.Data(), h, w));
-  std::vector<uint8_t> col(static_cast<size_t>(h * w));
-  const uint8_t* src = mask.Data();
-  for (int64_t y = 0; y < h; y++)
-    for (int64_t x = 0; x < w; x++) col[x * h + y] = src[y * w + x];
-  return Napi::String::New(env, RleEncode(col.data(), h, w));
+  return Napi::String::New(env, RleCountsToString(RleCountsRowMajor(mask.Data(), h, w)));
 }
 
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {

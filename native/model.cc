@@ -146,10 +146,11 @@ QueryOut PostProcess(const torch::Tensor& logits, const torch::Tensor& boxes_xyx
                                           .mode(torch::kBilinear)
                                           .align_corners(false))
                            .squeeze(0);
-    // [n, W, H] contiguous = each mask in column-major order, as COCO RLE wants.
-    torch::Tensor bin = (up > mask_threshold).transpose(1, 2).contiguous().to(torch::kUInt8).to(torch::kCPU);
+    torch::Tensor bin = (up > mask_threshold).to(torch::kUInt8).to(torch::kCPU).contiguous();
     const uint8_t* base = bin.data_ptr<uint8_t>();
-    for (int64_t i = 0; i < n; i++) out.masks.push_back(RleEncode(base + i * height * width, height, width));
+    for (int64_t i = 0; i < n; i++) {
+      out.masks.push_back(RleCountsToString(RleCountsRowMajor(base + i * height * width, height, width)));
+    }
   }
   return out;
 }

@@ -85,6 +85,13 @@ describe('COCO RLE', () => {
     }
   });
 
+  it('treats any non-zero byte as foreground', () => {
+    for (const c of cases) {
+      const scaled = c.data.map((v, i) => (v ? 1 + (i % 255) : 0));
+      assert.equal(encodeRle(scaled, c.h, c.w).counts, encodeRle(c.data, c.h, c.w).counts, c.name);
+    }
+  });
+
   it('rejects a mask of the wrong size with a clear error', () => {
     assert.throws(() => encodeRle(new Uint8Array(5), 2, 3), /mask has 5 bytes, expected height\*width = 6/);
     assert.throws(() => encodeRle(new Uint8Array(0), 0, 3), /positive integers/);
