@@ -148,8 +148,10 @@ export function createApp(options: AppOptions): Sam3App {
       const labels = { method: ctx.method, route: String(route), status: String(ctx.status) };
       metrics.httpRequests.inc(labels);
       metrics.httpDuration.observe(labels, seconds);
-      // 503s are load shedding or lifecycle (loading, shutting down), not faults.
-      const level = ctx.status >= 500 && ctx.status !== 503 ? 'error' : ctx.status >= 400 ? 'info' : 'debug';
+      // 503s are load shedding or lifecycle (loading, shutting down), not faults; successful
+      // probes and scrapes would drown the log at info.
+      const probe = ctx.status < 400 && (ctx.path === '/health' || ctx.path === '/metrics' || ctx.path.startsWith('/docs/'));
+      const level = ctx.status >= 500 && ctx.status !== 503 ? 'error' : probe ? 'debug' : 'info';
       ctx.state.log[level]({ method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(seconds * 10000) / 10 }, 'request');
     }
   });

@@ -60,10 +60,11 @@ export async function resolveBundle(config: ServerConfig, devices: readonly stri
   const source = classifyCheckpoint(config.checkpoint, config.root);
   if (source.kind === 'bundle') return source.dir;
 
-  const device = devices[0]?.startsWith('cuda') ? 'cuda' : 'cpu';
-  const dtype = config.exportDtype ?? 'float32';
+  // TorchScript bakes the trace device in: trace on the device that will serve.
+  const device = devices[0] ?? 'cpu';
+  const dtype = config.exportDtype ?? (device.startsWith('cuda') ? 'bfloat16' : 'float32');
   const name = (source.kind === 'hub' ? source.id : path.basename(source.dir)).replace(/[^\w.-]+/g, '_');
-  const out = path.join(config.exportDir, `${name}-${device}-${dtype}-${exportKey(source, device, dtype)}`);
+  const out = path.join(config.exportDir, `${name}-${device.replace(':', '')}-${dtype}-${exportKey(source, device, dtype)}`);
   if (existsSync(path.join(out, 'manifest.json'))) {
     log.info({ checkpoint: config.checkpoint, bundle: out }, 'using the bundle exported from this checkpoint on an earlier start');
     return out;

@@ -52,7 +52,7 @@ const DEVICE = /^(cpu|cuda(:\d+)?)$/;
 const envSchema = z.object({
   SAM3_CHECKPOINT: z.string().trim().min(1, 'must name a model bundle folder, a Hugging Face checkpoint folder or a hub id').default('models/demo'),
   SAM3_EXPORT_DIR: z.string().trim().min(1).default('.cache/bundles'),
-  SAM3_EXPORT_DTYPE: z.enum(['float32', 'bfloat16', 'float16']).optional(),
+  SAM3_EXPORT_DTYPE: z.enum(['auto', 'float32', 'bfloat16', 'float16'], { message: 'must be auto, float32, bfloat16 or float16' }).default('auto'),
   SAM3_PYTHON: z.string().trim().min(1).optional(),
   SAM3_VERIFY_BUNDLE: bool.default(true),
   IMAGE_MODEL_DEVICE: z
@@ -101,6 +101,7 @@ export interface ServerConfig {
   /** Relative paths are resolved against this folder (the package root). */
   root: string;
   exportDir: string;
+  /** dtype of an export; undefined (auto): bfloat16 on CUDA, float32 on the CPU. */
   exportDtype: 'float32' | 'bfloat16' | 'float16' | undefined;
   python: string;
   verifyBundle: boolean;
@@ -172,7 +173,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     checkpoint: e.SAM3_CHECKPOINT,
     root,
     exportDir: resolve(e.SAM3_EXPORT_DIR),
-    exportDtype: e.SAM3_EXPORT_DTYPE,
+    exportDtype: e.SAM3_EXPORT_DTYPE === 'auto' ? undefined : e.SAM3_EXPORT_DTYPE,
     python: e.SAM3_PYTHON ? resolve(e.SAM3_PYTHON) : path.join(root, '.venv', 'bin', 'python'),
     verifyBundle: e.SAM3_VERIFY_BUNDLE,
     devices,
