@@ -37,6 +37,7 @@ describe('bad input', () => {
   it('invalid base64 and data URLs', async () => {
     expectError(await segment({ image: 'this is not base64!', prompts: [text('a')] }), 400, 'invalid_base64', /^image is not valid base64 \(first bad character at offset 18: "!"\); send the image file's bytes base64-encoded/);
     expectError(await segment({ image: 'abcde', prompts: [text('a')] }), 400, 'invalid_base64', /image is not valid base64/);
+    expectError(await segment({ image: 42, prompts: [text('a')] }), 400, 'validation_error', /^image: image must be a string: the image file as base64 or a data URL/);
     expectError(await segment({ image: 'data:image/png,rawbytes', prompts: [text('a')] }), 400, 'invalid_base64', /data URL without ';base64,'/);
     expectError(await segment({ image: `data:text/plain;base64,${b64(Buffer.from('hello'))}`, prompts: [text('a')] }), 400, 'invalid_image', /data URL of type 'text\/plain'/);
   });

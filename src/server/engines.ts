@@ -28,7 +28,6 @@ export class Worker {
   readonly batcher: EncodeBatcher;
   readonly cache: FeatureCache | undefined;
   private reserved = 0;
-  rejected = 0;
 
   constructor(
     readonly index: number,
@@ -60,10 +59,7 @@ export class Worker {
 
   /** Reserves n slots, or undefined when the worker's queue is full. */
   admit(n = 1): Ticket | undefined {
-    if (this.reserved + n > this.config.batching.maxQueue) {
-      this.rejected++;
-      return undefined;
-    }
+    if (this.reserved + n > this.config.batching.maxQueue) return undefined;
     this.reserved += n;
     let released = false;
     return {

@@ -6,7 +6,7 @@
 import Router from '@koa/router';
 
 import { type BoxPrompt, MAX_BOXES_PER_PROMPT, type Prompt, type Segmentation } from '../../index.js';
-import { ApiError, toApiError, validationError } from '../api-error.js';
+import { ApiCode, ApiError, toApiError, validationError } from '../api-error.js';
 import type { AppContext, AppDeps, AppState } from '../context.js';
 import { type ImageRef, imageRef } from '../image-input.js';
 import type { HeldFeatures, InferenceService } from '../inference.js';
@@ -121,7 +121,7 @@ export function imageRoutes(deps: AppDeps): Router<AppState, AppContext> {
     const ref = imageRef(file ?? req.image, undefined);
     const service = deps.service();
     if (!service.cacheEnabled) {
-      throw new ApiError(409, 'feature_cache_disabled', 'embedding needs the feature cache, and this server runs with ENABLE_FEATURE_CACHE=false; use /api/v1/image/segment with the image instead');
+      throw new ApiError(409, ApiCode.FeatureCacheDisabled, 'embedding needs the feature cache, and this server runs with ENABLE_FEATURE_CACHE=false; use /api/v1/image/segment with the image instead');
     }
     const start = performance.now();
     ctx.body = await withFeatures(service, ref, ctx, async (held) => {
