@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 
-import { type Prompt, Sam3Model, type Segmentation } from '../src/index.js';
+import type { Prompt, Sam3Model, Segmentation } from '../src/index.js';
 import { jpegImage, pngImage, python, tempDir } from './helpers.js';
 import { type TestServer, b64, blob, get, metric, metrics, postJson, postRaw, startServer } from './server-helpers.js';
 
@@ -41,14 +41,12 @@ describe('image endpoints', () => {
 
   before(async () => {
     srv = await startServer();
-    model = await Sam3Model.load(srv.bundle, { warmup: false, threads: 1 });
+    // The server's own model, called directly through the library API: the reference answer.
+    model = srv.svc.pool()!.workers[0]!.model;
     png = await pngImage(64, 48, 1);
     jpg = await jpegImage(80, 56, 2);
   });
-  after(async () => {
-    model?.dispose();
-    await srv?.close();
-  });
+  after(async () => srv?.close());
 
   async function library(image: Buffer, prompts: Prompt[], threshold: number): Promise<Segmentation[]> {
     const f = await model.encodeImage(image);
