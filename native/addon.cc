@@ -52,11 +52,16 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  // The profiling graph executor re-optimises a traced graph for every new input shape, which makes
-  // the first call at each batch size or image size slow. Traced SAM 3 is dominated by large ops, so
-  // run the graphs as traced unless SAM3_JIT_OPTIMIZE=1.
+  // The profiling graph executor profiles and re-specialises a traced graph for every new input
+  // shape (batch size, prompt count, box count), so the first call at each shape is slow, and a
+  // server sees new shapes all the time. Traced SAM 3 is dominated by large ops that gain little from
+  // TorchScript's fusers, so run the graphs with the simple executor, as traced, unless
+  // SAM3_JIT_OPTIMIZE=1 asks for the profiling executor and its optimisations.
   const char* opt = std::getenv("SAM3_JIT_OPTIMIZE");
-  torch::jit::setGraphExecutorOptimize(opt != nullptr && std::strcmp(opt, "1") == 0);
+  const bool optimise = opt != nullptr && std::strcmp(opt, "1") == 0;
+  torch::jit::getProfilingMode() = optimise;
+  torch::jit::getExecutorMode() = optimise;
+  torch::jit::setGraphExecutorOptimize(optimise);
 
   auto* data = new AddonData();
   Napi::Function engine = Engine::Init(env);

@@ -63,13 +63,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import transformers
 
-    from sam3tools.checkpoint_io import load_model, load_tokenizer, preprocessing, read_config
+    from sam3tools.checkpoint_io import load_model, load_tokenizer, model_image_size, preprocessing, read_config
     from sam3tools.reference import load_image, post_process, preprocess
 
     result["transformers"] = transformers.__version__
     model, _ = load_model(args.checkpoint, torch.float32, "cpu")
     tokenizer = load_tokenizer(args.checkpoint)
-    pre = preprocessing(args.checkpoint, read_config(args.checkpoint))
+    pre = preprocessing(args.checkpoint, model_image_size(read_config(args.checkpoint)))
     prompts = [s for s in args.prompts.split("|") if s]
 
     def tokens(text: str):
