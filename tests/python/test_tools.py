@@ -22,6 +22,9 @@ sys.path.insert(0, str(SCRIPTS))
 
 import torch  # noqa: E402
 
+# Tiny models gain nothing from threads, and two OpenMP threads on a 2-core machine that is also
+# running something else spin-wait badly (several times slower): one thread keeps the suite fast.
+torch.set_num_threads(1)
 
 
 def jit_load(path):
@@ -166,7 +169,7 @@ class ExportTest(unittest.TestCase):
 
     def test_refusal_exit_code_from_a_real_process(self):
         # A hub id that cannot be fetched (offline mode makes this quick and deterministic).
-        env = dict(os.environ, HF_HUB_OFFLINE="1")
+        env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
         proc = subprocess.run(
             [sys.executable, str(SCRIPTS / "export_sam3.py"), "--checkpoint", "sam3-tools-test/no-such-model", "--out", os.path.join(self.tmp, "x")],
             capture_output=True,
