@@ -7,7 +7,7 @@
  * The model is a mid-size random SAM 3 at 1008x1008 (make_tiny_checkpoint.py --preset bench), built
  * and exported once into .cache/bench/. Medians after warm-up; ratio = ours / theirs.
  */
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,7 +20,7 @@ const exec = promisify(execFile);
 
 const { values: args } = parseArgs({
   options: {
-    cases: { type: 'string', default: 'latency,prompts,cache,rle' },
+    cases: { type: 'string', default: 'latency,http,prompts,cache,concurrency,overhead,rle' },
     runs: { type: 'string', default: '5' },
     threads: { type: 'string', default: String(Math.min(os.availableParallelism(), 2)) },
     device: { type: 'string', default: 'cpu' },
@@ -104,6 +104,58 @@ async function python(args: string[]): Promise<{ samples: number[]; strings?: st
   return JSON.parse(readFileSync(out, 'utf8'));
 }
 
+
+/** Our server in its own process (as clients see it), on a free port, serving `bundle`. */
+async function startServer(bundle: string, env: Record<string, string>): Promise<{ base: string; child: ChildProcess; stop: () => Promise<void> }> {
+  const port = 18000 + Math.floor(Math.random() * 2000);
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'server', 'main.ts')], {
+    cwd: root,
+    env: { ...process.env, SAM3_CHECKPOINT: bundle, SERVER_PORT: String(port), SERVER_HOST: '127.0.0.1', LOG_LEVEL: 'warn', DEVICES: DEVICE, ENGINE_THREADS: String(THREADS), ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 600; i++) {
+    try {
+      const r = await fetch(`${base}/health`);
+      if (r.status === 200) break;
+    } catch {}
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  return {
+    base,
+    child,
+    stop: () =>
+      new Promise((res) => {
+        child.once('exit', () => res());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+async function postJson(url: string, body: unknown): Promise<any> {
+  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const json = await r.json();
+  if (r.status !== 200) throw new Error(`${url}: ${r.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+/** Sum of sam3_encode_batch_size observations and their count, from /metrics. */
+async function batchSizes(base: string): Promise<{ sum: number; count: number }> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  let sum = 0;
+  let count = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('sam3_encode_batch_size_sum')) sum += Number(line.split(' ').pop());
+    if (line.startsWith('sam3_encode_batch_size_count')) count += Number(line.split(' ').pop());
+  }
+  return { sum, count };
+}
+
 const PROMPTS = ['person', 'car', 'bicycle', 'dog', 'traffic light', 'red shirt', 'tree', 'building'];
 
 async function main() {
@@ -113,20 +165,36 @@ async function main() {
   const imageFile = path.join(await tempDir('sam3-bench-img-'), 'image.jpg');
   const image = await jpegImage(1280, 720, 5);
   writeFileSync(imageFile, image);
-  const model = fx ? await Sam3Model.load(fx.bundle, { device: DEVICE, threads: THREADS }) : undefined;
+  let model = fx ? await Sam3Model.load(fx.bundle, { device: DEVICE, threads: THREADS }) : undefined;
+  let pythonLatency: number[] | undefined;
   const common = { machine: info, model: fx ? { checkpoint: fx.checkpoint, config: fx.config, resolution: model!.manifest.resolution } : undefined, image: { width: 1280, height: 720, format: 'jpeg' }, runs: RUNS };
 
   if (model && cases.has('latency')) {
     // One image, one text prompt, from encoded JPEG bytes to RLE masks. Our text embedding is cached
     // after the warm-up (a server feature); Python encodes the text every time.
     const ours = await time(async () => {
-      const f = await model.encodeImage(image);
-      await model.segment(f, { text: 'person' }, { threshold: 0.5 });
+      const f = await model!.encodeImage(image);
+      await model!.segment(f, { text: 'person' }, { threshold: 0.5 });
       f.dispose();
     });
     const theirs = (await python(['--case', 'latency', '--checkpoint', fx!.checkpoint, '--image', imageFile, '--prompts', 'person', '--runs', String(RUNS)])).samples;
+    pythonLatency = theirs;
     write('latency', { ...common, case: 'image latency (library in-process vs transformers eager)', ours, theirs, median: { ours: median(ours), theirs: median(theirs) }, ratio: median(ours) / median(theirs) });
     table.push({ case: 'image latency, library (s)', ours: median(ours), theirs: median(theirs) });
+  }
+
+  if (model && cases.has('http')) {
+    // End to end through our server: base64 JPEG in, RLE out; the feature cache off so every request
+    // encodes the image, as the Python side does.
+    model.dispose();
+    const srv = await startServer(fx!.bundle, { ENABLE_FEATURE_CACHE: 'false' });
+    const body = { image: image.toString('base64'), prompts: [{ type: 'text', text: 'person' }], confidence_threshold: 0.5 };
+    const ours = await time(() => postJson(`${srv.base}/api/v1/image/segment`, body));
+    await srv.stop();
+    const theirs = pythonLatency ?? (await python(['--case', 'latency', '--checkpoint', fx!.checkpoint, '--image', imageFile, '--prompts', 'person', '--runs', String(RUNS)])).samples;
+    write('http-latency', { ...common, case: 'image latency through the HTTP server (base64 JPEG in, RLE out) vs transformers eager', ours, theirs, median: { ours: median(ours), theirs: median(theirs) }, ratio: median(ours) / median(theirs) });
+    table.push({ case: 'image latency, HTTP end to end (s)', ours: median(ours), theirs: median(theirs), target: '<= 0.9' });
+    model = await Sam3Model.load(fx!.bundle, { device: DEVICE, threads: THREADS });
   }
 
   if (model && cases.has('prompts')) {
@@ -135,15 +203,15 @@ async function main() {
       const prompts = PROMPTS.slice(0, n);
       // Ours, cached features: encode once, all prompts in one batched head pass.
       const batched = await time(async () => {
-        const f = await model.encodeImage(image);
-        await model.segmentBatch(f, prompts.map((text) => ({ text })), { threshold: 0.5 });
+        const f = await model!.encodeImage(image);
+        await model!.segmentBatch(f, prompts.map((text) => ({ text })), { threshold: 0.5 });
         f.dispose();
       });
       // Ours, as N separate segment requests would run without a feature cache.
       const separate = await time(async () => {
         for (const text of prompts) {
-          const f = await model.encodeImage(image);
-          await model.segment(f, { text }, { threshold: 0.5 });
+          const f = await model!.encodeImage(image);
+          await model!.segment(f, { text }, { threshold: 0.5 });
           f.dispose();
         }
       });
@@ -156,16 +224,72 @@ async function main() {
   }
 
   if (model && cases.has('cache')) {
-    const f = await model.encodeImage(image);
-    const hit = await time(() => model.segment(f, { text: 'person' }, { threshold: 0.5 }));
+    const f = await model!.encodeImage(image);
+    const hit = await time(() => model!.segment(f, { text: 'person' }, { threshold: 0.5 }));
     const miss = await time(async () => {
-      const g = await model.encodeImage(image);
-      await model.segment(g, { text: 'person' }, { threshold: 0.5 });
+      const g = await model!.encodeImage(image);
+      await model!.segment(g, { text: 'person' }, { threshold: 0.5 });
       g.dispose();
     });
     f.dispose();
     write('cache', { ...common, case: 'repeat image: features reused (hit) vs encoded again (miss)', hit, miss, median: { hit: median(hit), miss: median(miss) }, ratio: median(hit) / median(miss) });
     table.push({ case: 'feature cache: hit vs miss (s)', ours: median(hit), theirs: median(miss), target: '<= 0.1' });
+  }
+
+
+  if (model && cases.has('concurrency')) {
+    // C concurrent clients, each sending its own images (the feature cache off), through the server.
+    model.dispose();
+    const srv = await startServer(fx!.bundle, { ENABLE_FEATURE_CACHE: 'false', MAX_BATCH_SIZE: '8', BATCH_WAIT_MS: '10' });
+    const bodies = await Promise.all(Array.from({ length: 8 }, async (_, i) => ({ image: (await jpegImage(640, 480, 100 + i)).toString('base64'), prompts: [{ type: 'text', text: 'person' }], confidence_threshold: 0.5 })));
+    await postJson(`${srv.base}/api/v1/image/segment`, bodies[0]); // warm-up
+    const doc: Record<string, unknown> = { ...common, case: 'concurrent clients through the HTTP server', image: { width: 640, height: 480, format: 'jpeg' } };
+    for (const c of [1, 2, 4, 8]) {
+      const perClient = Math.max(2, Math.ceil((2 * RUNS) / c));
+      const before = await batchSizes(srv.base);
+      const latencies: number[] = [];
+      const t0 = performance.now();
+      await Promise.all(
+        Array.from({ length: c }, async (_, k) => {
+          for (let i = 0; i < perClient; i++) {
+            const s0 = performance.now();
+            await postJson(`${srv.base}/api/v1/image/segment`, bodies[(k + i) % bodies.length]);
+            latencies.push((performance.now() - s0) / 1000);
+          }
+        }),
+      );
+      const wall = (performance.now() - t0) / 1000;
+      const after = await batchSizes(srv.base);
+      const batches = after.count - before.count;
+      const meanBatch = batches > 0 ? (after.sum - before.sum) / batches : 0;
+      doc[`clients${c}`] = { requests: c * perClient, wallSeconds: wall, throughput: (c * perClient) / wall, p50: percentile(latencies, 50), p95: percentile(latencies, 95), encoderPasses: batches, meanBatchSize: meanBatch, latencies };
+      table.push({ case: `${c} clients: throughput (req/s), mean batch ${meanBatch.toFixed(2)}, p50 ${percentile(latencies, 50).toFixed(2)} s, p95 ${percentile(latencies, 95).toFixed(2)} s`, ours: (c * perClient) / wall, theirs: NaN });
+    }
+    await srv.stop();
+    write('concurrency', doc);
+    model = await Sam3Model.load(fx!.bundle, { device: DEVICE, threads: THREADS });
+  }
+
+  if (cases.has('overhead')) {
+    // On the tiny demo model the network is cheap, so what is left is the server: HTTP, JSON,
+    // base64, image decode, RLE. Model time = our library on pre-decoded pixels (encoder + head).
+    const tinyBundle = path.join(root, 'models', 'demo');
+    if (!existsSync(path.join(tinyBundle, 'manifest.json'))) throw new Error('models/demo is missing: run npm install');
+    const tiny = await Sam3Model.load(tinyBundle, { device: DEVICE, threads: THREADS });
+    const { data, info: meta } = await (await import('sharp')).default(image).raw().toBuffer({ resolveWithObject: true });
+    const modelOnly = await time(async () => {
+      const f = await tiny.encodeImage({ rgb: data, width: meta.width, height: meta.height });
+      await tiny.segment(f, { text: 'person' }, { threshold: 0 });
+      f.dispose();
+    }, 3 * RUNS, 3);
+    tiny.dispose();
+    const srv = await startServer(tinyBundle, { ENABLE_FEATURE_CACHE: 'false' });
+    const body = { image: image.toString('base64'), prompts: [{ type: 'text', text: 'person' }], confidence_threshold: 0 };
+    const endToEnd = await time(() => postJson(`${srv.base}/api/v1/image/segment`, body), 3 * RUNS, 3);
+    await srv.stop();
+    const share = 1 - median(modelOnly) / median(endToEnd);
+    write('overhead', { ...common, case: 'server overhead on the tiny model (threshold 0: all queries returned with masks)', bundle: tinyBundle, modelOnly, endToEnd, median: { modelOnly: median(modelOnly), endToEnd: median(endToEnd) }, shareOutsideModel: share });
+    table.push({ case: `server overhead, tiny model: ${(share * 100).toFixed(0)}% of end to end outside the model (s)`, ours: median(endToEnd), theirs: median(modelOnly) });
   }
 
   if (cases.has('rle')) {
@@ -203,7 +327,7 @@ async function main() {
   model?.dispose();
   console.log(`\n${info.cpu}, ${info.cores} cores, threads ${THREADS}, device ${DEVICE}, ${RUNS} runs (medians)`);
   console.log('| case | ours | theirs | ours/theirs | target |\n|---|---|---|---|---|');
-  for (const r of table) console.log(`| ${r.case} | ${r.ours.toFixed(4)} | ${r.theirs.toFixed(4)} | ${(r.ours / r.theirs).toFixed(3)} | ${r.target ?? ''} |`);
+  for (const r of table) console.log(`| ${r.case} | ${r.ours.toFixed(4)} | ${Number.isNaN(r.theirs) ? '' : r.theirs.toFixed(4)} | ${Number.isNaN(r.theirs) ? '' : (r.ours / r.theirs).toFixed(3)} | ${r.target ?? ''} |`);
 }
 
 main().catch((err) => {
