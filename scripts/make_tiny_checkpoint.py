@@ -11,7 +11,7 @@ Sam3Model.from_pretrained and AutoTokenizer and runs one forward as a sanity che
 
 Presets (eager float32 forward on the 2-core build CPU, torch 2.13.0+cpu, 2 threads):
   tiny   224 px default (any multiple of 14): ~1.9M parameters, ~0.03 s per forward (0.02 s at 112).
-  bench  1008 px default: ~25M parameters, ~2.2 s per forward on an otherwise idle machine
+  bench  1008 px default: ~25M parameters, ~2.2 s per forward on a lightly loaded machine
          (vision ~1.0 s, text ~0.01 s, head ~1.1 s; 6-7.5 s while another 2-thread process runs);
          see sam3tools/checkpoint.py for the shapes.
 Random weights give near-zero scores: tests choose their thresholds; the weights are never tuned.
