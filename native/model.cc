@@ -509,8 +509,10 @@ Napi::Value Model::Segment(const Napi::CallbackInfo& info) {
         if (with_boxes) {
           size_t kmax = 0;
           for (size_t i = start; i < end; i++) kmax = std::max(kmax, queries[group[i]].labels.size());
-          // Rows with fewer boxes are padded with label -10, which Sam3 masks out.
+          // Rows with fewer boxes are padded as Sam3Processor pads them: box (-10, -10, 0, 0) in
+          // cxcywh with label -10, which Sam3 masks out.
           std::vector<float> boxes(b * kmax * 4, 0.0f);
+          for (size_t i = 0; i < boxes.size(); i += 4) boxes[i] = boxes[i + 1] = -10.0f;
           std::vector<int64_t> labels(b * kmax, -10);
           for (size_t i = start; i < end; i++) {
             const QuerySpec& q = queries[group[i]];

@@ -33,6 +33,17 @@ const cases: Case[] = [
     image: 'square',
     prompts: [{ text: 'cat' }, { text: 'a red car on the street' }, { text: 'cat', boxes: [{ box: [0.3, 0.3, 0.2, 0.2] }] }, { text: 'DOG!' }],
   },
+  {
+    // Box queries with different box counts share one head pass: the shorter rows are padded, and
+    // must give what each query gives on its own (the reference runs each alone, unpadded).
+    name: 'padded-boxes',
+    image: 'square',
+    prompts: [
+      { text: 'square', boxes: [{ box: [0.1, 0.1, 0.3, 0.3] }] },
+      { text: 'disc', boxes: [{ box: [0.5, 0.5, 0.3, 0.3] }, { box: [0.05, 0.6, 0.2, 0.3] }, { box: [0.6, 0.05, 0.35, 0.2], label: false }] },
+      { boxes: [{ box: [0.2, 0.2, 0.6, 0.6] }, { box: [0.7, 0.7, 0.25, 0.25], label: false }] },
+    ],
+  },
   { name: 'non-square', image: 'wide', prompts: [{ text: 'a blue square' }, { boxes: [{ box: [0.05, 0.1, 0.5, 0.8] }] }] },
   { name: 'exif', image: 'exif', prompts: [{ text: 'yellow' }, { boxes: [{ box: [0.2, 0.1, 0.6, 0.3] }] }] },
 ];
