@@ -105,7 +105,9 @@ export class Metrics {
       },
     });
 
-    const cacheCounter = (name: string, help: string, key: 'hits' | 'misses' | 'evictions' | 'expirations') => {
+    // A Prometheus counter mirroring a running total kept elsewhere (cache stats): each scrape adds
+    // what the total grew by since the last one, per device.
+    const mirroredCounter = (name: string, help: string, read: (w: ReturnType<typeof workers>[number]) => number | undefined) => {
       const seen = this.seen;
       new Counter({
         name,
@@ -114,8 +116,8 @@ export class Metrics {
         registers,
         collect: function () {
           for (const w of workers()) {
-            if (!w.cache) continue;
-            const total = w.cache.stats()[key];
+            const total = read(w);
+            if (total === undefined) continue;
             const id = `${name}|${w.label}`;
             const delta = total - (seen.get(id) ?? 0);
             seen.set(id, total);
@@ -124,6 +126,8 @@ export class Metrics {
         },
       });
     };
+    const cacheCounter = (name: string, help: string, key: 'hits' | 'misses' | 'evictions' | 'expirations') =>
+      mirroredCounter(name, help, (w) => w.cache?.stats()[key]);
     cacheCounter('sam3_feature_cache_hits_total', 'Image-feature cache hits', 'hits');
     cacheCounter('sam3_feature_cache_misses_total', 'Image-feature cache misses', 'misses');
     cacheCounter('sam3_feature_cache_evictions_total', 'Image features evicted to stay within FEATURE_CACHE_MAX_MB / FEATURE_CACHE_MAX_ENTRIES', 'evictions');
@@ -146,25 +150,8 @@ export class Metrics {
         for (const w of workers()) if (w.cache) this.set({ device: w.label }, w.cache.stats().entries);
       },
     });
-    const textCounter = (name: string, help: string, key: 'hits' | 'misses' | 'evictions') => {
-      const seen = this.seen;
-      new Counter({
-        name,
-        help,
-        labelNames: ['device'],
-        registers,
-        collect: function () {
-          for (const w of workers()) {
-            if (w.model.disposed) continue;
-            const total = w.model.textCacheStats()[key];
-            const id = `${name}|${w.label}`;
-            const delta = total - (seen.get(id) ?? 0);
-            seen.set(id, total);
-            this.inc({ device: w.label }, Math.max(0, delta));
-          }
-        },
-      });
-    };
+    const textCounter = (name: string, help: string, key: 'hits' | 'misses' | 'evictions') =>
+      mirroredCounter(name, help, (w) => (w.model.disposed ? undefined : w.model.textCacheStats()[key]));
     textCounter('sam3_text_cache_hits_total', 'Text-embedding cache hits (per distinct prompt of a request)', 'hits');
     textCounter('sam3_text_cache_misses_total', 'Text-embedding cache misses (prompts sent through the text encoder)', 'misses');
     textCounter('sam3_text_cache_evictions_total', 'Text embeddings evicted (TEXT_CACHE_ENTRIES)', 'evictions');
