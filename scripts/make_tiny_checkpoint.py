@@ -11,6 +11,7 @@ Sam3Model.from_pretrained and AutoTokenizer and runs one forward as a sanity che
 
 Presets (eager float32 forward on the 2-core build CPU, torch 2.13.0+cpu, 2 threads):
   tiny   224 px default (any multiple of 14): ~1.9M parameters, ~0.03 s per forward (0.02 s at 112).
+  full   1008 px: facebook/sam3's architecture, ~840M parameters, ~42 s per forward.
   bench  1008 px default: ~25M parameters, ~2.2 s per forward on a lightly loaded machine
          (vision ~1.0 s, text ~0.01 s, head ~1.1 s; 6-7.5 s while another 2-thread process runs);
          see sam3tools/checkpoint.py for the shapes.
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder (created; existing files are overwritten)")
     parser.add_argument("--seed", type=int, default=0, help="torch.manual_seed before initialisation (default 0)")
     parser.add_argument("--image-size", type=int, default=None, help="resolution in pixels, a multiple of 14 (default: 224 tiny, 1008 bench)")
-    parser.add_argument("--preset", choices=["tiny", "bench"], default="tiny")
+    parser.add_argument("--preset", choices=["tiny", "bench", "full"], default="tiny")
     parser.add_argument("--no-check", action="store_true", help="skip reloading the checkpoint and running a forward")
     args = parser.parse_args(argv)
 

@@ -27,8 +27,8 @@ from .compat import install_roi_align_shim
 from .tokenizer import CLIP_VOCAB_SIZE, TEXT_MAX_LENGTH, build_clip_tokenizer
 
 PATCH_SIZE = 14
-PRESETS = ("tiny", "bench")
-DEFAULT_IMAGE_SIZE = {"tiny": 224, "bench": 1008}
+PRESETS = ("tiny", "bench", "full")
+DEFAULT_IMAGE_SIZE = {"tiny": 224, "bench": 1008, "full": 1008}
 
 
 def sam3_config_dict(preset: str = "tiny", image_size: int | None = None) -> dict:
@@ -39,6 +39,19 @@ def sam3_config_dict(preset: str = "tiny", image_size: int | None = None) -> dic
     if size <= 0 or size % PATCH_SIZE:
         raise ValueError(f"--image-size must be a positive multiple of {PATCH_SIZE}, got {size}")
     g = size // PATCH_SIZE
+    if preset == "full":
+        # facebook/sam3's architecture (Sam3Config's defaults, ~840M parameters) with random weights:
+        # for checking that the exporter and the server handle the real sizes.
+        if size != 1008:
+            raise ValueError("the full preset is 1008 px, like facebook/sam3")
+        return dict(
+            text_config=dict(
+                model_type="clip_text_model", vocab_size=CLIP_VOCAB_SIZE, hidden_size=1024, intermediate_size=4096,
+                projection_dim=512, num_hidden_layers=24, num_attention_heads=16,
+                max_position_embeddings=TEXT_MAX_LENGTH, hidden_act="gelu", bos_token_id=49406, eos_token_id=49407,
+                pad_token_id=49407,
+            )
+        )
     if preset == "tiny":
         vit = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, window_size=8, global_attn_indexes=[1])
         text = dict(hidden_size=32, intermediate_size=64, projection_dim=32, num_hidden_layers=2, num_attention_heads=2)
