@@ -24,11 +24,14 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '5' },
     threads: { type: 'string', default: String(Math.min(os.availableParallelism(), 2)) },
     device: { type: 'string', default: 'cpu' },
+    model: { type: 'string', default: 'bench' },
   },
 });
 const RUNS = Number(args.runs);
 const THREADS = Number(args.threads);
 const DEVICE = args.device!;
+// 'bench': the mid-size random model; 'full': facebook/sam3's architecture (840M, slow on CPU).
+const MODEL = args.model === 'full' ? 'full' : 'bench';
 const resultsDir = path.join(root, 'bench', 'results');
 
 function median(xs: number[]): number {
@@ -77,16 +80,17 @@ const table: Row[] = [];
 
 function write(name: string, doc: Record<string, unknown>) {
   mkdirSync(resultsDir, { recursive: true });
-  writeFileSync(path.join(resultsDir, `${name}.json`), JSON.stringify(doc, null, 2) + '\n');
+  const file = MODEL === 'full' ? `${name}-full-size.json` : `${name}.json`;
+  writeFileSync(path.join(resultsDir, file), JSON.stringify({ slow: MODEL === 'full', ...doc }, null, 2) + '\n');
 }
 
 async function benchFixture() {
-  const dir = path.join(root, '.cache', 'bench');
+  const dir = path.join(root, '.cache', MODEL);
   const checkpoint = path.join(dir, 'checkpoint');
   const bundle = path.join(dir, `bundle-${DEVICE}`);
   if (!existsSync(path.join(checkpoint, 'config.json'))) {
-    console.log('building the bench checkpoint (mid-size, 1008x1008)...');
-    await py(['scripts/make_tiny_checkpoint.py', '--out', checkpoint, '--preset', 'bench', '--seed', '0']);
+    console.log(`building the ${MODEL} checkpoint (1008x1008)...`);
+    await py(['scripts/make_tiny_checkpoint.py', '--out', checkpoint, '--preset', MODEL, '--seed', '0', '--no-check'], 3_600_000);
   }
   if (!existsSync(path.join(bundle, 'manifest.json'))) {
     console.log(`exporting the bench bundle for ${DEVICE}...`);
