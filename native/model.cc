@@ -595,89 +595,20 @@ Napi::Value Model::Disposed(const Napi::CallbackInfo& info) { return Napi::Boole
 // Handles
 
 Napi::Function ImageFeatures::Init(Napi::Env env) {
-  return DefineClass(env, "ImageFeatures",
-                     {
-                         InstanceMethod<&ImageFeatures::Dispose>("dispose"),
-                         InstanceAccessor<&ImageFeatures::Disposed>("disposed"),
-                         InstanceAccessor<&ImageFeatures::Width>("width"),
-                         InstanceAccessor<&ImageFeatures::Height>("height"),
-                         InstanceAccessor<&ImageFeatures::Bytes>("bytes"),
-                     });
+  auto props = CommonProperties();
+  props.push_back(InstanceAccessor<&ImageFeatures::Width>("width"));
+  props.push_back(InstanceAccessor<&ImageFeatures::Height>("height"));
+  return DefineClass(env, kClassName, props);
 }
 
-ImageFeatures::ImageFeatures(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ImageFeatures>(info) {
-  if (info.Length() != 1 || !info[0].IsExternal()) {
-    ThrowInvalid(info.Env(), "ImageFeatures cannot be constructed directly: use model.encodeImages()");
-  }
-  state_ = *info[0].As<Napi::External<std::shared_ptr<FeaturesState>>>().Data();
+ImageFeatures::ImageFeatures(const Napi::CallbackInfo& info) : StateHandle(info) {
   width_ = state_->width;
   height_ = state_->height;
-  bytes_ = state_->bytes;
 }
 
-Napi::Object ImageFeatures::Wrap(Napi::Env env, std::shared_ptr<FeaturesState> state) {
-  auto* p = new std::shared_ptr<FeaturesState>(std::move(state));
-  return AddonData::Get(env)->features_ctor.New(
-      {Napi::External<std::shared_ptr<FeaturesState>>::New(env, p, [](Napi::Env, std::shared_ptr<FeaturesState>* q) { delete q; })});
-}
+Napi::Value ImageFeatures::Width(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(width_)); }
+Napi::Value ImageFeatures::Height(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(height_)); }
 
-std::shared_ptr<FeaturesState> ImageFeatures::Get(const Napi::Value& v, const char* what) {
-  Napi::Env env = v.Env();
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(AddonData::Get(env)->features_ctor.Value())) {
-    ThrowInvalid(env, std::string(what) + " must be an ImageFeatures handle");
-  }
-  auto* self = Napi::ObjectWrap<ImageFeatures>::Unwrap(v.As<Napi::Object>());
-  if (!self->state_) throw MakeJsError(env, code::kDisposed, std::string(what) + ": the image features have been disposed");
-  return self->state_;
-}
-
-Napi::Value ImageFeatures::Dispose(const Napi::CallbackInfo& info) {
-  state_.reset();
-  return info.Env().Undefined();
-}
-Napi::Value ImageFeatures::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !state_); }
-Napi::Value ImageFeatures::Width(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), width_); }
-Napi::Value ImageFeatures::Height(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), height_); }
-Napi::Value ImageFeatures::Bytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), bytes_); }
-
-Napi::Function TextEmbedding::Init(Napi::Env env) {
-  return DefineClass(env, "TextEmbedding",
-                     {
-                         InstanceMethod<&TextEmbedding::Dispose>("dispose"),
-                         InstanceAccessor<&TextEmbedding::Disposed>("disposed"),
-                         InstanceAccessor<&TextEmbedding::Bytes>("bytes"),
-                     });
-}
-
-TextEmbedding::TextEmbedding(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TextEmbedding>(info) {
-  if (info.Length() != 1 || !info[0].IsExternal()) {
-    ThrowInvalid(info.Env(), "TextEmbedding cannot be constructed directly: use model.encodeTexts()");
-  }
-  state_ = *info[0].As<Napi::External<std::shared_ptr<TextState>>>().Data();
-  bytes_ = state_->bytes;
-}
-
-Napi::Object TextEmbedding::Wrap(Napi::Env env, std::shared_ptr<TextState> state) {
-  auto* p = new std::shared_ptr<TextState>(std::move(state));
-  return AddonData::Get(env)->text_ctor.New(
-      {Napi::External<std::shared_ptr<TextState>>::New(env, p, [](Napi::Env, std::shared_ptr<TextState>* q) { delete q; })});
-}
-
-std::shared_ptr<TextState> TextEmbedding::Get(const Napi::Value& v, const char* what) {
-  Napi::Env env = v.Env();
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(AddonData::Get(env)->text_ctor.Value())) {
-    ThrowInvalid(env, std::string(what) + " must be a TextEmbedding handle");
-  }
-  auto* self = Napi::ObjectWrap<TextEmbedding>::Unwrap(v.As<Napi::Object>());
-  if (!self->state_) throw MakeJsError(env, code::kDisposed, std::string(what) + ": the text embedding has been disposed");
-  return self->state_;
-}
-
-Napi::Value TextEmbedding::Dispose(const Napi::CallbackInfo& info) {
-  state_.reset();
-  return info.Env().Undefined();
-}
-Napi::Value TextEmbedding::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !state_); }
-Napi::Value TextEmbedding::Bytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), bytes_); }
+Napi::Function TextEmbedding::Init(Napi::Env env) { return DefineClass(env, kClassName, CommonProperties()); }
 
 }  // namespace sam3

@@ -17,7 +17,9 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include "addon.h"
 #include "engine.h"
+#include "errors.h"
 
 namespace sam3 {
 
@@ -87,36 +89,85 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::ObjectReference engine_;  // keeps the JS Engine (and its thread) alive while the model lives
 };
 
-class ImageFeatures : public Napi::ObjectWrap<ImageFeatures> {
+// A JS handle owning one native state (image features, a text embedding). dispose() drops the
+// handle's reference now; jobs already queued hold their own, so the memory goes when the last of
+// them finishes. Self supplies its names and its constructor reference.
+template <typename Self, typename State>
+class StateHandle : public Napi::ObjectWrap<Self> {
  public:
-  static Napi::Function Init(Napi::Env env);
-  explicit ImageFeatures(const Napi::CallbackInfo& info);
-  static std::shared_ptr<FeaturesState> Get(const Napi::Value& v, const char* what);
-  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<FeaturesState> state);
+  explicit StateHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Self>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) {
+      ThrowInvalid(info.Env(), std::string(Self::kClassName) + " cannot be constructed directly: " + Self::kMadeBy);
+    }
+    state_ = *info[0].template As<Napi::External<std::shared_ptr<State>>>().Data();
+    bytes_ = state_->bytes;
+  }
 
- private:
-  Napi::Value Dispose(const Napi::CallbackInfo& info);
-  Napi::Value Disposed(const Napi::CallbackInfo& info);
-  Napi::Value Width(const Napi::CallbackInfo& info);
-  Napi::Value Height(const Napi::CallbackInfo& info);
-  Napi::Value Bytes(const Napi::CallbackInfo& info);
-  std::shared_ptr<FeaturesState> state_;
-  int64_t width_ = 0, height_ = 0, bytes_ = 0;
+  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<State> state) {
+    auto* p = new std::shared_ptr<State>(std::move(state));
+    return Self::Constructor(env).New(
+        {Napi::External<std::shared_ptr<State>>::New(env, p, [](Napi::Env, std::shared_ptr<State>* q) { delete q; })});
+  }
+
+  static std::shared_ptr<State> Get(const Napi::Value& v, const char* what) {
+    Napi::Env env = v.Env();
+    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(Self::Constructor(env).Value())) {
+      ThrowInvalid(env, std::string(what) + " must be " + Self::kHandleName);
+    }
+    auto* self = Napi::ObjectWrap<Self>::Unwrap(v.As<Napi::Object>());
+    if (!self->state_) throw MakeJsError(env, code::kDisposed, std::string(what) + ": " + Self::kDisposedMessage);
+    return self->state_;
+  }
+
+ protected:
+  using Method = Napi::Value (Self::*)(const Napi::CallbackInfo&);
+
+  static std::vector<Napi::ClassPropertyDescriptor<Self>> CommonProperties() {
+    return {
+        Napi::ObjectWrap<Self>::InstanceMethod("dispose", static_cast<Method>(&StateHandle::Dispose)),
+        Napi::ObjectWrap<Self>::InstanceAccessor("disposed", static_cast<Method>(&StateHandle::Disposed), nullptr),
+        Napi::ObjectWrap<Self>::InstanceAccessor("bytes", static_cast<Method>(&StateHandle::Bytes), nullptr),
+    };
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    state_.reset();
+    return info.Env().Undefined();
+  }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !state_); }
+  Napi::Value Bytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(bytes_)); }
+
+  std::shared_ptr<State> state_;
+  int64_t bytes_ = 0;
 };
 
-class TextEmbedding : public Napi::ObjectWrap<TextEmbedding> {
+class ImageFeatures : public StateHandle<ImageFeatures, FeaturesState> {
  public:
+  static constexpr const char* kClassName = "ImageFeatures";
+  static constexpr const char* kMadeBy = "use model.encodeImages()";
+  static constexpr const char* kHandleName = "an ImageFeatures handle";
+  static constexpr const char* kDisposedMessage = "the image features have been disposed";
+  static Napi::FunctionReference& Constructor(Napi::Env env) { return AddonData::Get(env)->features_ctor; }
+
   static Napi::Function Init(Napi::Env env);
-  explicit TextEmbedding(const Napi::CallbackInfo& info);
-  static std::shared_ptr<TextState> Get(const Napi::Value& v, const char* what);
-  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<TextState> state);
+  explicit ImageFeatures(const Napi::CallbackInfo& info);
 
  private:
-  Napi::Value Dispose(const Napi::CallbackInfo& info);
-  Napi::Value Disposed(const Napi::CallbackInfo& info);
-  Napi::Value Bytes(const Napi::CallbackInfo& info);
-  std::shared_ptr<TextState> state_;
-  int64_t bytes_ = 0;
+  Napi::Value Width(const Napi::CallbackInfo& info);
+  Napi::Value Height(const Napi::CallbackInfo& info);
+  int64_t width_ = 0, height_ = 0;
+};
+
+class TextEmbedding : public StateHandle<TextEmbedding, TextState> {
+ public:
+  static constexpr const char* kClassName = "TextEmbedding";
+  static constexpr const char* kMadeBy = "use model.encodeTexts()";
+  static constexpr const char* kHandleName = "a TextEmbedding handle";
+  static constexpr const char* kDisposedMessage = "the text embedding has been disposed";
+  static Napi::FunctionReference& Constructor(Napi::Env env) { return AddonData::Get(env)->text_ctor; }
+
+  static Napi::Function Init(Napi::Env env);
+  explicit TextEmbedding(const Napi::CallbackInfo& info) : StateHandle(info) {}
 };
 
 }  // namespace sam3
