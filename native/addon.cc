@@ -12,6 +12,7 @@
 #include "engine.h"
 #include "errors.h"
 #include "model.h"
+#include "video.h"
 #include "rle.h"
 
 namespace sam3 {
@@ -68,6 +69,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function model = Model::Init(env);
   Napi::Function features = ImageFeatures::Init(env);
   Napi::Function text = TextEmbedding::Init(env);
+  Napi::Function tracker = Tracker::Init(env);
+  Napi::Function video = VideoHandle::Init(env);
+  data->tracker_ctor = Napi::Persistent(tracker);
+  data->video_ctor = Napi::Persistent(video);
   data->engine_ctor = Napi::Persistent(engine);
   data->model_ctor = Napi::Persistent(model);
   data->features_ctor = Napi::Persistent(features);
@@ -78,6 +83,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Model", model);
   exports.Set("ImageFeatures", features);
   exports.Set("TextEmbedding", text);
+  exports.Set("Tracker", tracker);
+  exports.Set("VideoHandle", video);
   exports.Set("rleEncode", Napi::Function::New(env, RleEncodeJs, "rleEncode"));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   return exports;

@@ -11,6 +11,8 @@ struct AddonData {
   Napi::FunctionReference model_ctor;
   Napi::FunctionReference features_ctor;
   Napi::FunctionReference text_ctor;
+  Napi::FunctionReference tracker_ctor;
+  Napi::FunctionReference video_ctor;
 
   static AddonData* Get(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
 };

@@ -6,6 +6,7 @@
 
 #include "addon.h"
 #include "model.h"
+#include "video.h"
 
 namespace sam3 {
 
@@ -139,6 +140,7 @@ Napi::Function Engine::Init(Napi::Env env) {
   return DefineClass(env, "Engine",
                      {
                          InstanceMethod<&Engine::LoadModel>("loadModel"),
+                         InstanceMethod<&Engine::LoadTracker>("loadTracker"),
                          InstanceMethod<&Engine::Stats>("stats"),
                          InstanceMethod<&Engine::Close>("close"),
                          InstanceAccessor<&Engine::DeviceName>("device"),
@@ -190,6 +192,10 @@ Engine::~Engine() {
 
 Napi::Value Engine::LoadModel(const Napi::CallbackInfo& info) {
   return Model::Load(info, core_);
+}
+
+Napi::Value Engine::LoadTracker(const Napi::CallbackInfo& info) {
+  return Tracker::Load(info, core_);
 }
 
 Napi::Value Engine::Stats(const Napi::CallbackInfo& info) {

@@ -79,6 +79,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
 
  private:
   Napi::Value LoadModel(const Napi::CallbackInfo& info);
+  Napi::Value LoadTracker(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value DeviceName(const Napi::CallbackInfo& info);

@@ -48,8 +48,42 @@ export const manifestSchema = z.looseObject({
     head_text: fileEntry,
     head_text_boxes: fileEntry,
     tokenizer: fileEntry,
+    // The video tracker (bundles exported from a sam3_video checkpoint such as facebook/sam3).
+    tracker_vision: fileEntry.optional(),
+    tracker_decode_multi: fileEntry.optional(),
+    tracker_decode_single: fileEntry.optional(),
+    tracker_mask_prompt: fileEntry.optional(),
+    memory_encoder: fileEntry.optional(),
+    memory_encoder_points: fileEntry.optional(),
+    memory_attention: fileEntry.optional(),
   }),
+  video: z
+    .looseObject({
+      hidden_size: z.number().int().positive(),
+      memory_dim: z.number().int().positive(),
+      feature_size: z.number().int().positive(),
+      low_res_mask_size: z.number().int().positive(),
+      num_maskmem: z.number().int().nonnegative(),
+      max_cond_frame_num: z.number().int(),
+      max_object_pointers: z.number().int().positive(),
+      multimask_output_in_sam: z.boolean(),
+      multimask_min_pt_num: z.number().int(),
+      multimask_max_pt_num: z.number().int(),
+      multimask_output_for_tracking: z.boolean(),
+    })
+    .optional(),
 });
+
+/** The pieces a bundle needs for video tracking; all present or none. */
+export const TRACKER_FILES = [
+  'tracker_vision',
+  'tracker_decode_multi',
+  'tracker_decode_single',
+  'tracker_mask_prompt',
+  'memory_encoder',
+  'memory_encoder_points',
+  'memory_attention',
+] as const;
 
 export type Manifest = z.infer<typeof manifestSchema>;
 export type BundleFile = keyof Manifest['files'];
@@ -101,7 +135,12 @@ export async function openBundle(dir: string, options: BundleOptions = {}): Prom
   if (manifest.format_version !== BUNDLE_FORMAT_VERSION) {
     throw bundleError(root, `bundle format version ${manifest.format_version} is not supported (this server reads version ${BUNDLE_FORMAT_VERSION}); export the checkpoint again with this version's scripts/export_sam3.py`);
   }
+  const trackerFiles = TRACKER_FILES.filter((name) => manifest.files[name] !== undefined);
+  if ((trackerFiles.length > 0 || manifest.video) && (trackerFiles.length !== TRACKER_FILES.length || !manifest.video)) {
+    throw bundleError(root, 'manifest.json lists part of the video tracker: export the checkpoint again');
+  }
   for (const [name, entry] of Object.entries(manifest.files)) {
+    if (!entry) continue;
     const file = path.resolve(root, entry.path);
     if (path.relative(root, file).startsWith('..')) throw bundleError(root, `file '${name}' points outside the bundle`);
     let size: number;
@@ -117,5 +156,13 @@ export async function openBundle(dir: string, options: BundleOptions = {}): Prom
       throw bundleError(root, `file '${entry.path}' does not match its sha256 in the manifest (corrupt or replaced)`);
     }
   }
-  return { dir: root, manifest, file: (name) => path.resolve(root, manifest.files[name].path) };
+  return {
+    dir: root,
+    manifest,
+    file: (name) => {
+      const entry = manifest.files[name];
+      if (!entry) throw bundleError(root, `has no '${name}' (export a sam3_video checkpoint for video tracking)`);
+      return path.resolve(root, entry.path);
+    },
+  };
 }

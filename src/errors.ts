@@ -15,6 +15,24 @@ export const ErrorCode = {
   EngineClosed: 'ERR_SAM3_ENGINE_CLOSED',
   DeviceMismatch: 'ERR_SAM3_DEVICE_MISMATCH',
   Addon: 'ERR_SAM3_ADDON',
+  /** Not a decodable video (corrupt, no video stream, unsupported upload extension). */
+  BadVideo: 'ERR_SAM3_BAD_VIDEO',
+  /** ffmpeg failed or stopped short while decoding frames of a video that probed fine. */
+  VideoDecode: 'ERR_SAM3_VIDEO_DECODE',
+  /** A frame index outside [0, totalFrames). */
+  FrameRange: 'ERR_SAM3_FRAME_RANGE',
+  /** A media path outside MEDIA_ROOT ('..', an absolute path elsewhere, a symlink pointing out). */
+  ForbiddenPath: 'ERR_SAM3_FORBIDDEN_PATH',
+  /** A media path or uploaded video id that does not exist. */
+  MediaNotFound: 'ERR_SAM3_MEDIA_NOT_FOUND',
+  /** The model bundle has no video tracker (exported from an image-only sam3 checkpoint). */
+  NoVideoModel: 'ERR_SAM3_NO_VIDEO_MODEL',
+  /** A video session is already propagating; one propagation at a time per session. */
+  SessionBusy: 'ERR_SAM3_SESSION_BUSY',
+  /** An object id the session does not track (never prompted, or removed). */
+  UnknownObject: 'ERR_SAM3_UNKNOWN_OBJECT',
+  /** The ffmpeg / ffprobe binary is missing or cannot run (a server-side problem). */
+  Ffmpeg: 'ERR_SAM3_FFMPEG',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -24,6 +42,14 @@ export const USER_ERROR_CODES: ReadonlySet<string> = new Set([
   ErrorCode.InvalidImage,
   ErrorCode.ImageTooLarge,
   ErrorCode.Disposed,
+  ErrorCode.BadVideo,
+  ErrorCode.VideoDecode,
+  ErrorCode.FrameRange,
+  ErrorCode.ForbiddenPath,
+  ErrorCode.MediaNotFound,
+  ErrorCode.NoVideoModel,
+  ErrorCode.SessionBusy,
+  ErrorCode.UnknownObject,
 ]);
 
 export class Sam3Error extends Error {

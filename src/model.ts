@@ -9,7 +9,17 @@ import { type Bundle, type BundleOptions, type Manifest, openBundle } from './bu
 import { HandleCache, type Lease } from './cache.js';
 import { ErrorCode, Sam3Error, callNative, fromNative, invalid } from './errors.js';
 import { type DecodeOptions, decodeImage } from './image.js';
-import { type NativeEngine, type NativeImageFeatures, type NativeModel, type NativeQuery, type NativeTextEmbedding, addon } from './native.js';
+import {
+  type NativeEngine,
+  type NativeImageFeatures,
+  type NativeModel,
+  type NativeQuery,
+  type NativeTextEmbedding,
+  type NativeTracker,
+  addon,
+} from './native.js';
+import type { FrameSource } from './video/frames.js';
+import { VideoSession, type VideoSessionOptions } from './video/session.js';
 import { PromptTokenizer } from './tokenizer.js';
 
 /** [x, y, width, height], normalised to [0, 1] by the image's width and height. */
@@ -65,6 +75,8 @@ export interface LoadOptions extends BundleOptions, DecodeOptions {
   textCacheEntries?: number;
   /** Use an existing engine (one thread per device, shared by models) instead of making one. */
   engine?: NativeEngine;
+  /** Load the bundle's video tracker when it has one. Default true. */
+  video?: boolean;
 }
 
 export const MAX_BOXES_PER_PROMPT = 64;
@@ -135,6 +147,7 @@ export class Sam3Model {
     private readonly tokenizer: PromptTokenizer,
     private readonly decodeOptions: DecodeOptions,
     textCacheEntries: number,
+    private tracker: NativeTracker | undefined,
   ) {
     this.textCache = new HandleCache<NativeTextEmbedding>({ maxEntries: textCacheEntries });
   }
@@ -169,10 +182,43 @@ export class Sam3Model {
           warmup: options.warmup ?? true,
         }),
       );
+      let tracker: NativeTracker | undefined;
+      const v = m.video;
+      if (v && options.video !== false) {
+        try {
+          tracker = await callNative(() =>
+            engine.loadTracker({
+              vision: bundle.file('tracker_vision'),
+              decodeMulti: bundle.file('tracker_decode_multi'),
+              decodeSingle: bundle.file('tracker_decode_single'),
+              maskPrompt: bundle.file('tracker_mask_prompt'),
+              memoryEncoder: bundle.file('memory_encoder'),
+              memoryEncoderPoints: bundle.file('memory_encoder_points'),
+              memoryAttention: bundle.file('memory_attention'),
+              dtype: m.dtype,
+              resolution: m.resolution,
+              lowResMaskSize: v.low_res_mask_size,
+              hiddenSize: v.hidden_size,
+              numMaskmem: v.num_maskmem,
+              maxCondFrames: v.max_cond_frame_num,
+              maxObjectPointers: v.max_object_pointers,
+              multimaskOutputInSam: v.multimask_output_in_sam,
+              multimaskMinPoints: v.multimask_min_pt_num,
+              multimaskMaxPoints: v.multimask_max_pt_num,
+              multimaskOutputForTracking: v.multimask_output_for_tracking,
+              mean: [...m.normalization.mean],
+              std: [...m.normalization.std],
+            }),
+          );
+        } catch (err) {
+          native.dispose();
+          throw err;
+        }
+      }
       const decode: DecodeOptions = {};
       if (options.maxPixels !== undefined) decode.maxPixels = options.maxPixels;
       if (options.minSide !== undefined) decode.minSide = options.minSide;
-      return new Sam3Model(bundle, native, engine, ownsEngine, tokenizer, decode, options.textCacheEntries ?? 1024);
+      return new Sam3Model(bundle, native, engine, ownsEngine, tokenizer, decode, options.textCacheEntries ?? 1024, tracker);
     } catch (err) {
       if (ownsEngine) engine.close();
       throw err;
@@ -279,10 +325,32 @@ export class Sam3Model {
   }
 
   /** Frees the weights and cached text embeddings; closes the engine if this model made it. */
+  /** Whether the bundle carries the video tracker (exported from a sam3_video checkpoint). */
+  get supportsVideo(): boolean {
+    return this.tracker !== undefined;
+  }
+
+  /**
+   * Opens a tracking session over a video on this model's engine (device). The session decodes
+   * frames lazily from `source` and owns it: session.dispose() closes it.
+   */
+  async openVideo(source: FrameSource, options: VideoSessionOptions = {}): Promise<VideoSession> {
+    this.live('openVideo');
+    if (!this.tracker) {
+      throw new Sam3Error(
+        ErrorCode.NoVideoModel,
+        `the model bundle ${this.bundle.dir} has no video tracker: export a sam3_video checkpoint (such as facebook/sam3) to track objects in videos`,
+      );
+    }
+    return VideoSession.open(this, this.tracker, source, options);
+  }
+
   dispose(): void {
     if (this.disposedFlag) return;
     this.disposedFlag = true;
     this.textCache.clear();
+    this.tracker?.dispose();
+    this.tracker = undefined;
     this.native.dispose();
     if (this.ownsEngine) this.engine.close();
   }

@@ -80,9 +80,74 @@ export interface NativeModel {
   dispose(): void;
 }
 
+export interface NativeTrackerOptions {
+  vision: string;
+  decodeMulti: string;
+  decodeSingle: string;
+  maskPrompt: string;
+  memoryEncoder: string;
+  memoryEncoderPoints: string;
+  memoryAttention: string;
+  dtype: string;
+  resolution: number;
+  lowResMaskSize: number;
+  hiddenSize: number;
+  numMaskmem: number;
+  maxCondFrames: number;
+  maxObjectPointers: number;
+  multimaskOutputInSam: boolean;
+  multimaskMinPoints: number;
+  multimaskMaxPoints: number;
+  multimaskOutputForTracking: boolean;
+  mean: number[];
+  std: number[];
+}
+
+/** Native per-video tracking state; dispose() drops the JS reference (queued jobs keep theirs). */
+export interface NativeVideoHandle {
+  dispose(): void;
+  readonly disposed: boolean;
+}
+
+export interface NativeStepResult {
+  needFrame?: true;
+  frame: number;
+  objIds: number[];
+  masks: string[];
+  boxes: Float32Array;
+  scores: Float32Array;
+  logits: Float32Array;
+  memoryBytes: number;
+  height: number;
+  width: number;
+}
+
+export interface NativePromptEntry {
+  objId: number;
+  points?: Float64Array;
+  labels?: Int32Array;
+  mask?: Uint8Array;
+}
+
+export interface NativeFrame {
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
+export interface NativeTracker {
+  open(options: { numFrames: number; width: number; height: number; featureCacheBytes: number; memoryWindow?: number }): NativeVideoHandle;
+  prompt(video: NativeVideoHandle, frame: number, entries: NativePromptEntry[], rgb?: NativeFrame | null): Promise<NativeStepResult>;
+  step(video: NativeVideoHandle, frame: number, reverse: boolean, rgb?: NativeFrame | null): Promise<NativeStepResult>;
+  removeObject(video: NativeVideoHandle, objId: number): Promise<{ removed: boolean; memoryBytes: number }>;
+  reset(video: NativeVideoHandle): Promise<number>;
+  dispose(): void;
+}
+
 export interface NativeEngine {
   readonly device: string;
   loadModel(options: NativeModelOptions): Promise<NativeModel>;
+  loadTracker(options: NativeTrackerOptions): Promise<NativeTracker>;
   stats(): NativeEngineStats;
   close(): void;
 }

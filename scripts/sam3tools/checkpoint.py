@@ -53,9 +53,11 @@ def sam3_config_dict(preset: str = "tiny", image_size: int | None = None) -> dic
             )
         )
     if preset == "tiny":
+        # FPN/head width 128: the tracker's object pointers are split into 64-wide memory tokens, and
+        # transformers only flattens them when its hidden size (= the FPN width) is above 64.
         vit = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, window_size=8, global_attn_indexes=[1])
         text = dict(hidden_size=32, intermediate_size=64, projection_dim=32, num_hidden_layers=2, num_attention_heads=2)
-        d, heads, ffn = 32, 2, 64
+        d, heads, ffn = 128, 2, 256
         geo_layers, enc_layers, dec_layers, queries = 1, 1, 2, 20
     else:
         vit = dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4, window_size=24, global_attn_indexes=[3])
@@ -82,6 +84,34 @@ def sam3_config_dict(preset: str = "tiny", image_size: int | None = None) -> dic
         detr_encoder_config=dict(hidden_size=d, num_layers=enc_layers, num_attention_heads=heads, intermediate_size=ffn),
         detr_decoder_config=dict(hidden_size=d, num_layers=dec_layers, num_attention_heads=heads, intermediate_size=ffn, num_queries=queries),
         mask_decoder_config=dict(hidden_size=d, num_attention_heads=heads),
+    )
+
+
+def tracker_config_dict(preset: str, detector: dict, image_size: int) -> dict | None:
+    """Keyword arguments for the tracker half of a ``Sam3VideoConfig`` (``Sam3TrackerVideoConfig``):
+    the SAM 2-style prompt encoder, mask decoder, memory encoder and memory attention. The tracker
+    shares the detector's ViT (its own FPN neck is ``tracker_neck``), so its vision config is the
+    detector's. None for ``full``: Sam3VideoConfig's defaults are facebook/sam3's."""
+    if preset == "full":
+        return None
+    d = detector["vision_config"]["fpn_hidden_size"]
+    if preset == "tiny":
+        heads, mlp, mem_layers, mem_ffn, fuser = 2, 128, 2, 128, 128
+    else:
+        heads, mlp, mem_layers, mem_ffn, fuser = 4, 512, 2, 512, 512
+    return dict(
+        vision_config=dict(detector["vision_config"]),
+        prompt_encoder_config=dict(hidden_size=d, image_size=image_size, patch_size=PATCH_SIZE, mask_input_channels=16),
+        mask_decoder_config=dict(hidden_size=d, num_attention_heads=heads, mlp_dim=mlp, iou_head_hidden_dim=d),
+        image_size=image_size,
+        memory_attention_hidden_size=d,
+        memory_attention_num_layers=mem_layers,
+        memory_attention_feed_forward_hidden_size=mem_ffn,
+        memory_encoder_hidden_size=d,
+        memory_encoder_output_channels=64,
+        mask_downsampler_embed_dim=d,
+        memory_fuser_embed_dim=d,
+        memory_fuser_intermediate_dim=fuser,
     )
 
 
@@ -123,15 +153,27 @@ def processor_files(image_size: int, mask_size: int) -> dict[str, dict]:
 
 
 def build_model(preset: str = "tiny", image_size: int | None = None, seed: int = 0):
+    """A ``Sam3VideoModel`` (detector + tracker, facebook/sam3's layout) with random weights. The
+    parameters transformers initialises to zero in the tracker (no-memory/no-object
+    embeddings, temporal encodings, biases, layer scales) are drawn at random too, so that every
+    path of the tracker changes the output and parity tests can see it."""
     import torch
-    from transformers import Sam3Config, Sam3Model
+    from transformers import Sam3VideoConfig, Sam3VideoModel
     from transformers.utils import logging as hf_logging
 
     install_roi_align_shim()
     hf_logging.disable_progress_bar()
-    config = Sam3Config(**sam3_config_dict(preset, image_size))
+    detector = sam3_config_dict(preset, image_size)
+    size = DEFAULT_IMAGE_SIZE[preset] if image_size is None else int(image_size)
+    config = Sam3VideoConfig(detector_config=detector, tracker_config=tracker_config_dict(preset, detector, size))
     torch.manual_seed(seed)
-    return Sam3Model(config).eval()
+    model = Sam3VideoModel(config).eval()
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.startswith(("tracker_model.", "tracker_neck.")) and bool((param == 0).all()):
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.02)
+    return model
 
 
 def make_checkpoint(out: str, seed: int = 0, image_size: int | None = None, preset: str = "tiny", log=None) -> str:
@@ -139,8 +181,9 @@ def make_checkpoint(out: str, seed: int = 0, image_size: int | None = None, pres
     configs. Returns the folder."""
     log = log or (lambda msg: None)
     model = build_model(preset, image_size, seed)
-    size = model.config.vision_config.backbone_config.image_size
-    mask_size = model.config.vision_config.backbone_feature_sizes[0][0]
+    vision = model.config.detector_config.vision_config
+    size = vision.backbone_config.image_size
+    mask_size = vision.backbone_feature_sizes[0][0]
     os.makedirs(out, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     log(f"model: {sum(p.numel() for p in model.parameters()):,} parameters, {size}x{size}, masks {mask_size}x{mask_size}")

@@ -47,6 +47,7 @@ from .checkpoint_io import (
     sha256_file,
 )
 from .tokenizer import TEXT_MAX_LENGTH, bundle_tokenizer_json
+from .tracker_export import TRACKER_FILES, export_tracker, has_tracker
 
 EXPORTER_VERSION = "1"
 BUNDLE_FORMAT = "sam3-bundle"
@@ -391,6 +392,15 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         del traced, piece, text_piece
         log(f"head_text_boxes: traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
 
+    # ---- the video tracker (sam3_video checkpoints, like facebook/sam3).
+    video = None
+    if has_tracker(raw_config):
+        del model  # the tracker loads its own copy of the ViT; free the detector first
+        log("exporting the video tracker")
+        video = export_tracker(folder, out, dev, torch_dtype, resolution, log, trace, compare, save_script)
+    else:
+        log("no video tracker in this checkpoint (model_type sam3): the bundle serves images only")
+
     # ---- tokenizer.json with truncation + fixed padding built in.
     tokenizer_json = bundle_tokenizer_json(tokenizer, TEXT_MAX_LENGTH)
     check_bundle_tokenizer(tokenizer, tokenizer_json)
@@ -438,6 +448,10 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
             "head_text_boxes": "(f0, f1, f2, p0, p1, p2, text_features[B,L,D], text_mask bool[B,L], input_boxes[B,K,4] cxcywh, input_boxes_labels int64[B,K] 1/0/-10 pad) -> (pred_logits, pred_boxes, presence_logits, pred_masks)",
         },
     }
+    if video is not None:
+        manifest["video"] = video
+        for name in TRACKER_FILES:
+            manifest["files"][name] = file_entry(out, f"{name}.pt")
     # Written last and atomically: a bundle with a manifest is complete.
     save_atomic_bytes(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
     log(f"bundle written to {out} in {time.time() - start:.1f} s")
