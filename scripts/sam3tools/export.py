@@ -1,4 +1,5 @@
-"""Export a SAM 3 checkpoint to a model bundle: four TorchScript pieces, tokenizer.json, manifest.json.
+"""Export a SAM 3 checkpoint to a model bundle: four TorchScript pieces, tokenizer.json, manifest.json
+(plus the video tracker's pieces for sam3_video checkpoints: see tracker_export.py).
 
 The pieces and their exact signatures (the C++ addon depends on them; inputs are positional tensors,
 outputs are tuples):
