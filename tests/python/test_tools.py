@@ -163,7 +163,7 @@ class ExportTest(unittest.TestCase):
         bad = self.copy_checkpoint("missing-keys")
         weights = os.path.join(bad, "model.safetensors")
         tensors = load_file(weights)
-        del tensors[next(k for k in tensors if k.startswith("mask_decoder."))]
+        del tensors[next(k for k in tensors if k.startswith("detector_model.mask_decoder."))]
         save_file(tensors, weights, metadata={"format": "pt"})
         self.assertRefused(bad, r"do not match its config: 1 missing")
 
@@ -187,25 +187,32 @@ class ExportTest(unittest.TestCase):
         self.assertEqual(code, 2, err)
         self.assertIn("must not be the checkpoint folder", err)
 
-    def test_loads_video_layout_like_facebook_sam3(self):
-        """facebook/sam3 ships a sam3_video config (detector + tracker) with prefixed weights."""
+    def test_loads_plain_sam3_layout_like_the_video_one(self):
+        """The tiny checkpoint has facebook/sam3's layout (sam3_video: detector + tracker, prefixed
+        weights); an image-only sam3 folder with the same detector weights loads identically and
+        exports without the tracker."""
         from safetensors.torch import load_file, save_file
 
         from sam3tools.checkpoint_io import load_model, model_image_size, preprocessing, read_config
+        from sam3tools.tracker_export import has_tracker
 
-        video = self.copy_checkpoint("video-layout")
-        with open(os.path.join(video, "config.json")) as fh:
-            detector = json.load(fh)
-        with open(os.path.join(video, "config.json"), "w") as fh:
-            json.dump({"model_type": "sam3_video", "architectures": ["Sam3VideoModel"], "detector_config": detector}, fh)
-        weights = os.path.join(video, "model.safetensors")
-        tensors = {"detector_model." + k: v for k, v in load_file(weights).items()}
-        tensors["tracker_model.memory_encoder.weight"] = torch.zeros(3)
+        plain = self.copy_checkpoint("plain-layout")
+        with open(os.path.join(plain, "config.json")) as fh:
+            video_config = json.load(fh)
+        self.assertEqual(video_config["model_type"], "sam3_video")
+        self.assertTrue(has_tracker(video_config))
+        detector = dict(video_config["detector_config"], model_type="sam3", architectures=["Sam3Model"])
+        with open(os.path.join(plain, "config.json"), "w") as fh:
+            json.dump(detector, fh)
+        weights = os.path.join(plain, "model.safetensors")
+        prefix = "detector_model."
+        tensors = {k[len(prefix):]: v for k, v in load_file(weights).items() if k.startswith(prefix)}
         save_file(tensors, weights, metadata={"format": "pt"})
 
-        raw = read_config(video)
-        self.assertEqual(preprocessing(video, model_image_size(raw))["resolution"], 112)
-        loaded, _ = load_model(video)
+        raw = read_config(plain)
+        self.assertFalse(has_tracker(raw))
+        self.assertEqual(preprocessing(plain, model_image_size(raw))["resolution"], 112)
+        loaded, _ = load_model(plain)
         original, _ = load_model(self.checkpoint)
         want = original.state_dict()
         got = loaded.state_dict()
@@ -225,10 +232,13 @@ class ExportTest(unittest.TestCase):
         self.assertEqual(m["source"]["model_type"], "sam3")
         self.assertEqual((m["device"], m["dtype"]), ("cpu", "float32"))
         self.assertEqual((m["resolution"], m["patch_size"], m["mask_size"]), (112, 14, 32))
-        self.assertEqual((m["num_queries"], m["hidden_size"]), (20, 32))
+        self.assertEqual((m["num_queries"], m["hidden_size"]), (20, 128))
+        self.assertEqual((m["video"]["hidden_size"], m["video"]["memory_dim"], m["video"]["feature_size"]), (128, 64, 8))
+        for name in ("tracker_vision", "tracker_decode_multi", "tracker_decode_single", "tracker_mask_prompt", "memory_encoder", "memory_encoder_points", "memory_attention"):
+            self.assertIn(name, m["files"])
         self.assertEqual(m["text"], {"max_length": 32, "pad_token_id": 49407, "visual_prompt": "visual"})
         self.assertEqual(m["normalization"], {"mean": [127.5] * 3, "std": [127.5] * 3})
-        self.assertEqual(m["fpn_shapes"], [[32, 32, 32], [32, 16, 16], [32, 8, 8]])
+        self.assertEqual(m["fpn_shapes"], [[128, 32, 32], [128, 16, 16], [128, 8, 8]])
         self.assertEqual(set(m["files"]), {"vision_encoder", "text_encoder", "head_text", "head_text_boxes", "tokenizer"})
         for entry in m["files"].values():
             path = os.path.join(self.bundle, entry["path"])
