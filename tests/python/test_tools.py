@@ -239,7 +239,11 @@ class ExportTest(unittest.TestCase):
         self.assertEqual(m["text"], {"max_length": 32, "pad_token_id": 49407, "visual_prompt": "visual"})
         self.assertEqual(m["normalization"], {"mean": [127.5] * 3, "std": [127.5] * 3})
         self.assertEqual(m["fpn_shapes"], [[128, 32, 32], [128, 16, 16], [128, 8, 8]])
-        self.assertEqual(set(m["files"]), {"vision_encoder", "text_encoder", "head_text", "head_text_boxes", "tokenizer"})
+        self.assertEqual(
+            set(m["files"]),
+            {"vision_encoder", "text_encoder", "head_text", "head_text_boxes", "tokenizer", "tracker_vision", "tracker_decode_multi",
+             "tracker_decode_single", "tracker_mask_prompt", "memory_encoder", "memory_encoder_points", "memory_attention"},
+        )
         for entry in m["files"].values():
             path = os.path.join(self.bundle, entry["path"])
             self.assertEqual(entry["bytes"], os.path.getsize(path))
