@@ -22,6 +22,11 @@ export const ApiCode = {
   ModelUnavailable: 'model_unavailable',
   ShuttingDown: 'shutting_down',
   OutOfMemory: 'out_of_memory',
+  InvalidVideo: 'invalid_video',
+  VideoDecodeFailed: 'video_decode_failed',
+  FrameOutOfRange: 'frame_out_of_range',
+  ForbiddenPath: 'forbidden_path',
+  MediaNotFound: 'media_not_found',
   InternalError: 'internal_error',
 } as const;
 export type ApiCode = (typeof ApiCode)[keyof typeof ApiCode];
@@ -108,6 +113,16 @@ function fromSam3Error(err: Sam3Error, context: { shuttingDown: boolean; retryAf
       return new ApiError(400, ApiCode.InvalidImage, `${err.message}; send a PNG, JPEG, WebP, GIF, TIFF or AVIF image`, err.details ?? {});
     case ErrorCode.ImageTooLarge:
       return new ApiError(413, ApiCode.ImageTooLarge, err.message, err.details ?? {});
+    case ErrorCode.BadVideo:
+      return new ApiError(400, ApiCode.InvalidVideo, err.message, err.details ?? {});
+    case ErrorCode.VideoDecode:
+      return new ApiError(422, ApiCode.VideoDecodeFailed, err.message, err.details ?? {});
+    case ErrorCode.FrameRange:
+      return new ApiError(400, ApiCode.FrameOutOfRange, err.message, err.details ?? {});
+    case ErrorCode.ForbiddenPath:
+      return new ApiError(403, ApiCode.ForbiddenPath, err.message, err.details ?? {});
+    case ErrorCode.MediaNotFound:
+      return new ApiError(404, ApiCode.MediaNotFound, err.message, err.details ?? {});
     case ErrorCode.OutOfMemory:
       return new ApiError(503, ApiCode.OutOfMemory, 'the device ran out of memory for this request; retry later or send fewer prompts or images', {}, retry);
     case ErrorCode.Disposed:
