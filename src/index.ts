@@ -17,3 +17,7 @@ export { HandleCache } from './cache.js';
 export type { CacheOptions, CacheStats, Lease } from './cache.js';
 export { PromptTokenizer } from './tokenizer.js';
 export { encodeRle, runtimeInfo, createEngine } from './runtime.js';
+export { VideoSession, decodeRle } from './video/session.js';
+export type { VideoPrompt, VideoPoint, PromptResult, FrameResult, TrackedObject, Direction, PropagateOptions, SessionStatus, VideoSessionOptions } from './video/session.js';
+export { openVideo } from './video/frames.js';
+export type { FrameSource, VideoInfo, RgbFrame, OpenVideoOptions } from './video/frames.js';
