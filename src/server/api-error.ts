@@ -27,6 +27,16 @@ export const ApiCode = {
   FrameOutOfRange: 'frame_out_of_range',
   ForbiddenPath: 'forbidden_path',
   MediaNotFound: 'media_not_found',
+  SessionNotFound: 'session_not_found',
+  SessionExists: 'session_exists',
+  SessionBusy: 'session_busy',
+  SessionClosed: 'session_closed',
+  TooManySessions: 'too_many_sessions',
+  VideoUnsupported: 'video_unsupported',
+  UnknownObject: 'unknown_object',
+  NoObjects: 'no_objects',
+  UploadTooLarge: 'upload_too_large',
+  UpgradeRequired: 'upgrade_required',
   InternalError: 'internal_error',
 } as const;
 export type ApiCode = (typeof ApiCode)[keyof typeof ApiCode];
@@ -123,6 +133,10 @@ function fromSam3Error(err: Sam3Error, context: { shuttingDown: boolean; retryAf
       return new ApiError(403, ApiCode.ForbiddenPath, err.message, err.details ?? {});
     case ErrorCode.MediaNotFound:
       return new ApiError(404, ApiCode.MediaNotFound, err.message, err.details ?? {});
+    case ErrorCode.SessionBusy:
+      return new ApiError(409, ApiCode.SessionBusy, err.message, err.details ?? {});
+    case ErrorCode.UnknownObject:
+      return new ApiError(404, ApiCode.UnknownObject, err.message, err.details ?? {});
     case ErrorCode.OutOfMemory:
       return new ApiError(503, ApiCode.OutOfMemory, 'the device ran out of memory for this request; retry later or send fewer prompts or images', {}, retry);
     case ErrorCode.Disposed:

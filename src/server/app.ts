@@ -13,7 +13,7 @@ import type { Server } from 'node:http';
 import path from 'node:path';
 
 import Koa from 'koa';
-import Router from '@koa/router';
+import websockify from 'koa-websocket';
 import { type Logger, pino } from 'pino';
 
 import { ApiCode, ApiError, errorBody, toApiError } from './api-error.js';
@@ -29,12 +29,16 @@ import { docsRoutes } from './routes/docs.js';
 import { healthRoutes, notReady } from './routes/health.js';
 import { imageRoutes } from './routes/image.js';
 import { makeSchemas } from './schemas.js';
+import { VideoMetrics } from './video/metrics.js';
+import { videoRoutes } from './video/routes.js';
+import { SessionManager } from './video/sessions.js';
+import { MAX_MESSAGE_BYTES, PropagationSockets } from './video/socket.js';
 
 export interface AppOptions {
   config: ServerConfig;
   /** Default: a pino logger at config.logLevel writing JSON lines to stdout. */
   logger?: Logger;
-  /** Clock for cache expiry (tests). Default Date.now. */
+  /** Clock for cache and video session expiry (tests). Default Date.now. */
   now?: () => number;
   /** Collect Node's default process metrics (memory, event loop, GC). Default true. */
   defaultMetrics?: boolean;
@@ -55,6 +59,8 @@ export interface Sam3App {
   inflight(): number;
   /** The engines and models once loaded (for diagnostics and extensions such as video routes). */
   pool(): ModelPool | undefined;
+  /** The open video sessions. */
+  readonly sessions: SessionManager;
 }
 
 /** Optional request id from the client: kept when it is short and plain, replaced otherwise. */
@@ -106,7 +112,17 @@ export function createApp(options: AppOptions): Sam3App {
     },
     errorContext,
     openapi: () => (openapi ??= buildOpenApi(schemas, config, packageVersion())),
+    activeSessions: () => sessions.size,
   };
+
+  const sessions = new SessionManager({
+    config: config.video,
+    pool: () => deps.pool(),
+    metrics: new VideoMetrics(metrics.registry),
+    logger,
+    ...(options.now ? { now: options.now } : {}),
+  });
+  const sockets = new PropagationSockets(deps, sessions, logger);
 
   const ready = (async () => {
     const devices = config.devices ?? [defaultDevice()];
@@ -129,8 +145,10 @@ export function createApp(options: AppOptions): Sam3App {
     logger.error({ err }, 'the model could not be loaded');
   });
 
-  const app = new Koa<AppState, AppContext>();
+  // koa-websocket: WebSocket upgrades on the same port run app.ws's middleware (video/socket.ts).
+  const app = websockify(new Koa<AppState, AppContext>(), { maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false, verifyClient: sockets.verifyClient });
   app.proxy = false;
+  app.ws.use(sockets.middleware);
 
   // Request id and logger; access log and HTTP metrics once the response status is final.
   app.use(async (ctx, next) => {
@@ -193,7 +211,7 @@ export function createApp(options: AppOptions): Sam3App {
     await next();
   });
 
-  for (const router of [imageRoutes(deps), healthRoutes(deps), docsRoutes(deps)]) {
+  for (const router of [imageRoutes(deps), videoRoutes(deps, sessions), healthRoutes(deps), docsRoutes(deps)]) {
     app.use(router.routes());
     app.use(router.allowedMethods({ throw: true }));
   }
@@ -204,7 +222,9 @@ export function createApp(options: AppOptions): Sam3App {
     (closing ??= (async () => {
       const wasLoading = phase === 'loading';
       phase = 'shutting_down';
-      logger.info({ inflight }, 'shutting down: refusing new requests, finishing in-flight ones');
+      logger.info({ inflight, sessions: sessions.size }, 'shutting down: refusing new requests, finishing in-flight ones');
+      // WebSocket propagations are cancelled at once (their sockets would keep the server open).
+      const socketsClosed = sockets.shutdown();
       const serverClosed = server
         ? new Promise<void>((resolve) => {
             server!.close(() => resolve());
@@ -219,9 +239,13 @@ export function createApp(options: AppOptions): Sam3App {
         clearTimeout(timer);
         if (!finished) logger.warn({ inflight }, `SHUTDOWN_TIMEOUT_MS (${config.shutdownTimeoutMs}) passed with requests still running; closing anyway`);
       }
+      await socketsClosed;
+      app.ws.server?.close();
       server?.closeAllConnections();
       await serverClosed;
       if (wasLoading) await ready.catch(() => undefined);
+      // Sessions hold native memory on the engines: free them before the engines.
+      await sessions.closeAll();
       metrics.detach();
       pool?.dispose();
       pool = undefined;
@@ -240,5 +264,5 @@ export function createApp(options: AppOptions): Sam3App {
       s.once('error', reject);
     });
 
-  return { app, ready, phase: () => phase, listen, close, metrics, logger, inflight: () => inflight, pool: () => pool };
+  return { app, ready, phase: () => phase, listen, close, metrics, logger, inflight: () => inflight, pool: () => pool, sessions };
 }

@@ -93,6 +93,11 @@ const envSchema = z.object({
   MAX_PROMPTS_PER_REQUEST: num({ int: true, min: 1, max: 1024 }).default(32),
   MAX_IMAGES_PER_BATCH: num({ int: true, min: 1, max: 1024 }).default(16),
   SHUTDOWN_TIMEOUT_MS: num({ int: true, min: 0 }).default(30_000),
+  MEDIA_ROOT: z.string().trim().min(1).default('./media'),
+  MAX_SESSIONS: num({ int: true, min: 1 }).default(8),
+  SESSION_IDLE_TIMEOUT_SECONDS: num({ positive: true }).default(600),
+  VIDEO_FRAME_CACHE_MB: num({ positive: true }).default(512),
+  MAX_UPLOAD_MB: num({ positive: true }).default(500),
 });
 
 export interface ServerConfig {
@@ -119,6 +124,15 @@ export interface ServerConfig {
   batching: { maxBatchSize: number; batchWaitMs: number; maxQueue: number; retryAfterSeconds: number };
   limits: { maxBodyBytes: number; maxImagePixels: number; maxPrompts: number; maxBatchImages: number };
   shutdownTimeoutMs: number;
+  video: {
+    /** Absolute folder that video_path values resolve inside and uploads are stored under. */
+    mediaRoot: string;
+    maxSessions: number;
+    idleTimeoutMs: number;
+    /** Per session: decoded frames plus tracker features (split in video/sessions.ts). */
+    frameCacheBytes: number;
+    maxUploadBytes: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -199,6 +213,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxBatchImages: e.MAX_IMAGES_PER_BATCH,
     },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    video: {
+      mediaRoot: resolve(e.MEDIA_ROOT),
+      maxSessions: e.MAX_SESSIONS,
+      idleTimeoutMs: e.SESSION_IDLE_TIMEOUT_SECONDS * 1000,
+      frameCacheBytes: Math.floor(e.VIDEO_FRAME_CACHE_MB * 1024 * 1024),
+      maxUploadBytes: Math.floor(e.MAX_UPLOAD_MB * 1024 * 1024),
+    },
   };
 }
 

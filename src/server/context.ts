@@ -32,4 +32,6 @@ export interface AppDeps {
   pool(): ModelPool;
   errorContext(): { maxBodyBytes: number; shuttingDown: boolean; retryAfterSeconds: number };
   openapi(): Record<string, unknown>;
+  /** Open video sessions (for /health). */
+  activeSessions(): number;
 }

@@ -7,6 +7,7 @@ import { z } from 'zod';
 
 import type { ServerConfig } from './config.js';
 import { ErrorResponseSchema, HealthResponseSchema, ModelsInfoSchema, type Schemas } from './schemas.js';
+import { registerVideoPaths } from './video/openapi.js';
 
 const json = (schema: z.ZodType) => ({ 'application/json': { schema } });
 
@@ -71,6 +72,7 @@ export function buildOpenApi(schemas: Schemas, config: ServerConfig, version: st
     request: { body: { required: true, content: json(schemas.BatchRequest) } },
     responses: { 200: { description: 'One result per image, in order', content: json(schemas.BatchResponse) }, ...imageErrors },
   });
+  registerVideoPaths(registry, schemas);
   registry.registerPath({
     method: 'get',
     path: '/health',
@@ -124,10 +126,11 @@ export function buildOpenApi(schemas: Schemas, config: ServerConfig, version: st
     info: {
       title: 'SAM 3 inference server',
       version,
-      description: `Segment Anything 3 over a native libtorch core. Masks are COCO RLE ({size: [h, w], counts}); boxes are normalised [x, y, width, height]. Default confidence threshold ${config.confidenceThreshold}.`,
+      description: `Segment Anything 3 over a native libtorch core. Masks are COCO RLE ({size: [h, w], counts}); boxes are normalised [x, y, width, height] (points [x, y]). Default confidence threshold ${config.confidenceThreshold}.`,
     },
     tags: [
       { name: 'image', description: 'Image segmentation' },
+      { name: 'video', description: 'Video sessions: prompt frames, track objects through the video (HTTP or WebSocket)' },
       { name: 'operations', description: 'Health, model information, metrics, documentation' },
     ],
   }) as unknown as Record<string, unknown>;

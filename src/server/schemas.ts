@@ -6,6 +6,7 @@
 import { z } from 'zod';
 
 import { MAX_BOXES_PER_PROMPT, MAX_PROMPT_CHARS } from '../index.js';
+import { makeVideoSchemas } from './video/schemas.js';
 
 export interface SchemaLimits {
   maxPrompts: number;
@@ -220,6 +221,7 @@ export function makeSchemas(limits: SchemaLimits) {
     EmbedMultipart,
     BatchRequest,
     BatchResponse,
+    ...makeVideoSchemas({ maxPrompts: limits.maxPrompts, defaultThreshold: limits.defaultThreshold }),
   };
 }
 
@@ -256,6 +258,9 @@ export const ModelsInfoSchema = z
     }),
     feature_cache: z.looseObject({ enabled: z.boolean() }),
     batching: z.looseObject({ max_batch_size: z.number().int(), batch_wait_ms: z.number(), max_queue_size: z.number().int() }),
+    video: z
+      .looseObject({ supported: z.boolean().meta({ description: 'The bundle has the video tracker' }), active_sessions: z.number().int(), max_sessions: z.number().int() })
+      .meta({ description: 'Video sessions: whether the bundle tracks video, and the session limits' }),
     limits: z.record(z.string(), z.number()),
   })
   .meta({ id: 'ModelsInfo' });

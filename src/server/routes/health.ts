@@ -35,7 +35,7 @@ export function healthRoutes(deps: AppDeps): Router<AppState, AppContext> {
     ctx.body = {
       status,
       ...gpus(),
-      active_sessions: 0,
+      active_sessions: deps.activeSessions(),
       model_loaded: ready,
       devices,
       uptime_seconds: Math.round((Date.now() - deps.startedAt) / 100) / 10,
@@ -87,6 +87,14 @@ export function healthRoutes(deps: AppDeps): Router<AppState, AppContext> {
         max_batch_size: config.batching.maxBatchSize,
         batch_wait_ms: config.batching.batchWaitMs,
         max_queue_size: config.batching.maxQueue,
+      },
+      video: {
+        supported: model.supportsVideo,
+        active_sessions: deps.activeSessions(),
+        max_sessions: config.video.maxSessions,
+        session_idle_timeout_seconds: config.video.idleTimeoutMs / 1000,
+        frame_cache_bytes_per_session: config.video.frameCacheBytes,
+        max_upload_bytes: config.video.maxUploadBytes,
       },
       limits: {
         max_body_bytes: config.limits.maxBodyBytes,

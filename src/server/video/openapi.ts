@@ -1,0 +1,125 @@
+/** The video API's paths in the OpenAPI document (openapi.ts calls this with its registry). */
+import type { OpenAPIRegistry, ResponseConfig } from '@asteasolutions/zod-to-openapi';
+import { z } from 'zod';
+
+import { ErrorResponseSchema } from '../schemas.js';
+import type { VideoSchemas } from './schemas.js';
+
+const json = (schema: z.ZodType) => ({ 'application/json': { schema } });
+
+const TEXT: Record<number, string> = {
+  400: 'Invalid input (bad JSON, unknown fields, prompt rules, a frame index out of range, a corrupt video); the message says what to change',
+  403: 'video_path lies outside MEDIA_ROOT',
+  404: 'Unknown session (never opened, closed or expired), video_path / video_id or object',
+  409: 'The session is propagating (one propagation at a time; other operations wait for it), the session id is taken, the object was removed, or the session has no prompt to propagate',
+  413: 'Upload over MAX_UPLOAD_MB',
+  415: 'Content-Type not accepted',
+  422: 'The video could not be decoded',
+  426: 'A WebSocket endpoint asked for without the WebSocket upgrade',
+  429: 'MAX_SESSIONS sessions are open (see Retry-After)',
+  500: 'A server fault; the body carries the request id that the log has',
+  501: 'The loaded model bundle has no video tracker',
+  503: 'Model loading or shutting down (see Retry-After)',
+};
+
+function errors(...statuses: number[]): Record<number, ResponseConfig> {
+  return Object.fromEntries(statuses.map((s) => [s, { description: TEXT[s] ?? 'Error', content: json(ErrorResponseSchema) }]));
+}
+
+const sessionParam = z.object({ session_id: z.string().meta({ param: { name: 'session_id', in: 'path' }, example: 'my-session-1' }) });
+
+export function registerVideoPaths(registry: OpenAPIRegistry, s: VideoSchemas): void {
+  const tags = ['video'];
+  registry.registerPath({
+    method: 'post',
+    path: '/api/v1/video/upload',
+    tags,
+    summary: 'Upload a video file; start sessions on it by video_id',
+    description: "multipart/form-data with the file in a part named 'file', at most MAX_UPLOAD_MB. The video is probed and refused with 400 when it is not a decodable video.",
+    request: { body: { required: true, content: { 'multipart/form-data': { schema: s.UploadMultipart } } } },
+    responses: { 200: { description: 'The stored video', content: json(s.UploadResponse) }, ...errors(400, 413, 415, 422, 500, 503) },
+  });
+  registry.registerPath({
+    method: 'post',
+    path: '/api/v1/video/session/start',
+    tags,
+    summary: 'Open a tracking session on a video (a path inside MEDIA_ROOT or an uploaded video_id)',
+    description: 'The session is pinned to the device with the fewest sessions among those gpu_ids allows. At most MAX_SESSIONS sessions are open; one unused for SESSION_IDLE_TIMEOUT_SECONDS is closed.',
+    request: { body: { required: true, content: json(s.StartSessionRequest) } },
+    responses: { 200: { description: 'The session is ready for prompts', content: json(s.StartSessionResponse) }, ...errors(400, 403, 404, 409, 415, 422, 429, 500, 501, 503) },
+  });
+  registry.registerPath({
+    method: 'post',
+    path: '/api/v1/video/session/{session_id}/prompt',
+    tags,
+    summary: 'Prompt a frame: a text prompt (new objects) or points and a box (one object)',
+    request: { params: sessionParam, body: { required: true, content: json(s.PromptRequest) } },
+    responses: { 200: { description: 'The masks of the prompted frame', content: json(s.PromptResponse) }, ...errors(400, 404, 409, 415, 500, 503) },
+  });
+  registry.registerPath({
+    method: 'post',
+    path: '/api/v1/video/session/{session_id}/propagate',
+    tags,
+    summary: 'Track the prompted objects through the video; one answer with every frame',
+    description: 'A client that disconnects cancels the propagation. For frames as they are tracked, use the WebSocket /api/v1/video/ws/propagate/{session_id}.',
+    request: { params: sessionParam, body: { required: true, content: json(s.PropagateRequest) } },
+    responses: { 200: { description: 'Per frame, the tracked objects', content: json(s.PropagateResponse) }, ...errors(400, 404, 409, 415, 500, 503) },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/api/v1/video/ws/propagate/{session_id}',
+    tags,
+    summary: 'WebSocket: stream a propagation frame by frame',
+    description: [
+      'Connect with a WebSocket client and send the options as a JSON text message (PropagateSocketRequest). The server sends',
+      '{"type": "frame", "frame_index", "objects"} per frame as it is tracked, then {"type": "complete", "total_frames", "processing_time_ms"};',
+      'errors are {"type": "error", "code", "message", "details"} (bad messages leave the socket open). {"type": "cancel"} stops a run',
+      '(answered by {"type": "cancelled", "total_frames"}); closing the socket cancels it too. The socket stays open for further runs.',
+      'Close codes: 4404 unknown session, 4410 session closed during the run, 1001 server shutdown. A plain GET gets 426.',
+    ].join(' '),
+    request: { params: sessionParam },
+    responses: {
+      101: { description: 'Switching to the WebSocket protocol' },
+      ...errors(426),
+    },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/api/v1/video/session/{session_id}/status',
+    tags,
+    summary: 'Session status: frames tracked, objects, prompts, memory held, device, activity',
+    request: { params: sessionParam },
+    responses: { 200: { description: 'Status', content: json(s.SessionStatus) }, ...errors(404, 500) },
+  });
+  registry.registerPath({
+    method: 'delete',
+    path: '/api/v1/video/session/{session_id}/object/{obj_id}',
+    tags,
+    summary: 'Stop tracking one object',
+    request: { params: sessionParam.extend({ obj_id: z.string().meta({ param: { name: 'obj_id', in: 'path' }, example: '1' }) }) },
+    responses: { 200: { description: 'The objects left', content: json(s.RemoveObjectResponse) }, ...errors(400, 404, 409, 500) },
+  });
+  registry.registerPath({
+    method: 'post',
+    path: '/api/v1/video/session/{session_id}/reset',
+    tags,
+    summary: 'Clear every prompt, object and tracking result of the session (the video stays open)',
+    request: { params: sessionParam },
+    responses: { 200: { description: 'Reset', content: json(s.ResetResponse) }, ...errors(404, 409, 500) },
+  });
+  registry.registerPath({
+    method: 'delete',
+    path: '/api/v1/video/session/{session_id}',
+    tags,
+    summary: 'Close the session and free its memory (a running propagation is cancelled)',
+    request: { params: sessionParam },
+    responses: { 200: { description: 'Closed', content: json(s.CloseResponse) }, ...errors(404, 500) },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/api/v1/video/sessions',
+    tags,
+    summary: 'The open sessions',
+    responses: { 200: { description: 'Sessions', content: json(s.SessionList) } },
+  });
+}

@@ -1,0 +1,288 @@
+/**
+ * Video endpoints under /api/v1/video: upload, session start / prompt / propagate / status /
+ * reset / close, object removal and the session list. Bodies are validated by the zod schemas of
+ * video/schemas.ts; the session lifecycle lives in SessionManager; the WebSocket propagation is in
+ * video/socket.ts (this router answers a plain GET on its path with 426).
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+import Router from '@koa/router';
+import multer from '@koa/multer';
+
+import { openVideo, type VideoInfo } from '../../video/frames.js';
+import { resolveMediaPath, resolveVideoId, storeUpload } from '../../video/media.js';
+import type { FrameResult, PromptResult, VideoPrompt } from '../../video/session.js';
+import { ApiCode, ApiError, validationError } from '../api-error.js';
+import type { AppContext, AppDeps, AppState } from '../context.js';
+import { parseOrThrow } from '../validate.js';
+import type { PromptRequest } from './schemas.js';
+import { type ManagedSession, type SessionManager } from './sessions.js';
+
+export function videoInfo(info: VideoInfo) {
+  return {
+    total_frames: info.totalFrames,
+    fps: info.fps,
+    resolution: { width: info.width, height: info.height },
+    duration_seconds: info.durationSeconds,
+  };
+}
+
+export function frameBody(frame: FrameResult) {
+  return { frame_index: frame.frameIndex, objects: frame.objects.map((o) => ({ id: o.id, mask: o.mask, box: o.box, score: o.score })) };
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const elapsed = (start: number) => Math.round((performance.now() - start) * 10) / 10;
+
+/** The request's prompts as one library prompt, or a 400 saying which rule they break. */
+export function toVideoPrompt(req: PromptRequest, totalFrames: number, defaultThreshold: number): VideoPrompt {
+  checkFrame(req.frame_index, totalFrames, 'frame_index');
+  const texts = req.prompts.filter((p) => p.type === 'text');
+  const boxes = req.prompts.filter((p) => p.type === 'box');
+  const points = req.prompts.filter((p) => p.type === 'point');
+  const objId = req.obj_id ?? undefined;
+  if (texts.length > 0) {
+    if (boxes.length + points.length > 0) {
+      throw validationError('prompts: a text prompt cannot be combined with box or point prompts in one request; send the text prompt (it creates new objects) and the box/point prompts (they refine one object) separately');
+    }
+    if (texts.length > 1) throw validationError(`prompts: ${texts.length} text prompts; send one text prompt per request`);
+    if (objId !== undefined) throw validationError('obj_id: a text prompt creates a new object for every detection, so it takes no obj_id; leave obj_id out (or null)');
+    return { frameIndex: req.frame_index, text: texts[0]!.text, threshold: req.threshold ?? defaultThreshold };
+  }
+  if (boxes.length > 1) throw validationError(`prompts: ${boxes.length} box prompts; one object prompt takes at most one box (and any number of points)`);
+  if (boxes[0] && !boxes[0].label) throw validationError('prompts: a negative box (label false) is not supported on video; mark what to exclude with point prompts of label 0');
+  if (points.length > 64) throw validationError(`prompts: ${points.length} point prompts; the limit is 64 per object prompt`);
+  const prompt: VideoPrompt = { frameIndex: req.frame_index };
+  if (objId !== undefined) prompt.objId = objId;
+  if (boxes[0]) prompt.box = boxes[0].box;
+  if (points.length > 0) prompt.points = points.map((p) => ({ point: p.point, label: p.label }));
+  if (req.threshold !== undefined) prompt.threshold = req.threshold;
+  return prompt;
+}
+
+export function checkFrame(index: number, totalFrames: number, field: string): void {
+  if (index >= totalFrames) {
+    throw new ApiError(400, ApiCode.FrameOutOfRange, `${field} ${index} is out of range: the video has ${totalFrames} frames, indices 0 to ${totalFrames - 1}`, {
+      [field]: index,
+      total_frames: totalFrames,
+    });
+  }
+}
+
+function promptBody(r: PromptResult) {
+  return { frame_index: r.frameIndex, obj_id: r.objId, obj_ids: r.objIds, masks: r.masks, boxes: r.boxes, scores: r.scores };
+}
+
+export function statusBody(manager: SessionManager, s: ManagedSession) {
+  const st = s.status();
+  const expires = manager.expiresAt(s);
+  return {
+    session_id: s.id,
+    status: s.propagating ? ('propagating' as const) : ('ready' as const),
+    video_info: videoInfo(s.info),
+    device: s.device,
+    total_frames: st.totalFrames,
+    frames_tracked: st.framesTracked,
+    objects: st.objects,
+    num_objects: st.objects.length,
+    prompts: st.prompts,
+    memory_bytes: st.memoryBytes,
+    propagating: s.propagating,
+    created_at: iso(s.createdAt),
+    last_activity: iso(s.lastUsed),
+    expires_at: expires === undefined ? null : iso(expires),
+  };
+}
+
+export function videoRoutes(deps: AppDeps, manager: SessionManager): Router<AppState, AppContext> {
+  const { config, schemas, body } = deps;
+  const { video } = config;
+  const router = new Router<AppState, AppContext>({ prefix: '/api/v1/video' });
+  const uploadDir = path.join(os.tmpdir(), 'sam3-uploads');
+  const upload = multer({
+    storage: multer.diskStorage({ destination: uploadDir }),
+    limits: { fileSize: video.maxUploadBytes, files: 1, fields: 4, parts: 5 },
+  }).single('file');
+  const uploadMb = +(video.maxUploadBytes / 1024 / 1024).toFixed(2);
+
+  const sessionOf = (ctx: AppContext) => manager.get(String(ctx.params.session_id));
+  // MEDIA_ROOT is made on first use (uploads are stored under it).
+  let mediaRoot: Promise<unknown> | undefined;
+  const ensureMediaRoot = () =>
+    (mediaRoot ??= mkdir(video.mediaRoot, { recursive: true }).catch((err: unknown) => {
+      mediaRoot = undefined;
+      throw err;
+    }));
+
+  router.post('/upload', async (ctx) => {
+    if (!ctx.is('multipart/form-data')) {
+      const got = ctx.get('content-type') || 'none';
+      throw new ApiError(415, ApiCode.UnsupportedMediaType, `Content-Type ${got} is not accepted here; send multipart/form-data with the video in a part named 'file'`, { content_type: got });
+    }
+    const declared = Number(ctx.get('content-length'));
+    if (Number.isFinite(declared) && declared > video.maxUploadBytes + 64 * 1024) throw uploadTooLarge(uploadMb, video.maxUploadBytes);
+    deps.pool(); // 503 while loading, before taking the upload
+    try {
+      await upload(ctx, async () => {});
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (code === 'LIMIT_FILE_SIZE') throw uploadTooLarge(uploadMb, video.maxUploadBytes);
+      if (typeof code === 'string' && code.startsWith('LIMIT_')) {
+        throw validationError(`multipart form rejected: ${(err as Error).message}; send one part named 'file' holding the video`, { field: (err as { field?: unknown }).field ?? null });
+      }
+      throw err;
+    }
+    const file = ctx.file;
+    if (!file?.path) throw validationError("no video in the form: send the video file in a multipart part named 'file'");
+    let stored: { videoId: string; path: string } | undefined;
+    try {
+      await ensureMediaRoot();
+      stored = await storeUpload(video.mediaRoot, file.path, file.originalname);
+      const source = await openVideo(stored.path, { cacheBytes: 0 });
+      const info = source.info;
+      await source.close();
+      ctx.state.log.info({ video_id: stored.videoId, bytes: file.size, frames: info.totalFrames }, 'video uploaded');
+      ctx.body = { video_id: stored.videoId, video_info: videoInfo(info) };
+    } catch (err) {
+      if (stored) await rm(stored.path, { force: true }).catch(() => undefined);
+      throw err;
+    } finally {
+      await rm(file.path, { force: true }).catch(() => undefined);
+    }
+  });
+
+  router.post('/session/start', async (ctx) => {
+    const { fields } = await body.read(ctx, false);
+    const req = parseOrThrow(schemas.StartSessionRequest, fields);
+    deps.pool(); // 503 while loading
+    await ensureMediaRoot();
+    const file = req.video_path !== undefined ? await resolveMediaPath(video.mediaRoot, req.video_path) : await resolveVideoId(video.mediaRoot, req.video_id!);
+    const s = await manager.open(
+      {
+        path: file,
+        ...(req.video_path !== undefined ? { videoPath: req.video_path } : { videoId: req.video_id! }),
+        ...(req.session_id !== undefined ? { sessionId: req.session_id } : {}),
+        ...(req.gpu_ids !== undefined ? { gpuIds: req.gpu_ids } : {}),
+      },
+      ctx.state.log,
+    );
+    ctx.body = { session_id: s.id, video_info: videoInfo(s.info), status: 'ready', device: s.device };
+  });
+
+  router.post('/session/:session_id/prompt', async (ctx) => {
+    const s = sessionOf(ctx);
+    const { fields } = await body.read(ctx, false);
+    const req = parseOrThrow(schemas.PromptRequest, fields);
+    const prompt = toVideoPrompt(req, s.info.totalFrames, config.confidenceThreshold);
+    ctx.body = promptBody(await manager.prompt(s, prompt));
+  });
+
+  router.post('/session/:session_id/propagate', async (ctx) => {
+    const s = sessionOf(ctx);
+    const { fields } = await body.read(ctx, false);
+    const req = parseOrThrow(schemas.PropagateRequest, fields);
+    if (req.stream) {
+      throw validationError(`stream: this endpoint answers once with every frame; for frames as they are tracked, open the WebSocket /api/v1/video/ws/propagate/${s.id} and send the same options`);
+    }
+    if (req.start_frame_index !== undefined) checkFrame(req.start_frame_index, s.info.totalFrames, 'start_frame_index');
+    requireObjects(s);
+    // A client that goes away stops the tracker (the response would have nowhere to go).
+    const gone = new AbortController();
+    const onClose = () => {
+      if (!ctx.res.writableFinished) gone.abort(new Error('client disconnected'));
+    };
+    ctx.res.once('close', onClose);
+    const results: Record<string, ReturnType<typeof frameBody>> = {};
+    const start = performance.now();
+    try {
+      const summary = await manager.propagate(s, propagateOptions(req), gone.signal, (frame) => {
+        results[String(frame.frameIndex)] = frameBody(frame);
+      });
+      if (summary.cancelled) ctx.state.log.info({ session_id: s.id, frames: summary.frames }, 'propagation cancelled: the client went away');
+    } finally {
+      ctx.res.off('close', onClose);
+    }
+    ctx.body = { session_id: s.id, results, total_frames: Object.keys(results).length, processing_time_ms: elapsed(start) };
+  });
+
+  router.get('/session/:session_id/status', (ctx) => {
+    ctx.body = statusBody(manager, sessionOf(ctx));
+  });
+
+  router.delete('/session/:session_id/object/:obj_id', async (ctx) => {
+    const s = sessionOf(ctx);
+    const raw = String(ctx.params.obj_id);
+    const objId = /^\d{1,9}$/.test(raw) ? Number(raw) : NaN;
+    if (!Number.isInteger(objId)) throw validationError(`obj_id '${raw}' in the path must be an integer object id`, { obj_id: raw });
+    const objects = await manager.removeObject(s, objId);
+    ctx.body = { session_id: s.id, obj_id: objId, objects };
+  });
+
+  router.post('/session/:session_id/reset', async (ctx) => {
+    const s = sessionOf(ctx);
+    await manager.reset(s);
+    ctx.body = { session_id: s.id, status: 'ready', objects: s.status().objects };
+  });
+
+  router.delete('/session/:session_id', async (ctx) => {
+    const id = String(ctx.params.session_id);
+    await manager.close(id, 'deleted', ctx.state.log);
+    ctx.body = { session_id: id, status: 'closed' };
+  });
+
+  router.get('/sessions', (ctx) => {
+    const sessions = manager.list().map((s) => {
+      let objects: number[] = [];
+      try {
+        objects = s.status().objects;
+      } catch {
+        // closing
+      }
+      return {
+        session_id: s.id,
+        video_info: videoInfo(s.info),
+        video_path: s.source.videoPath,
+        video_id: s.source.videoId,
+        device: s.device,
+        objects,
+        propagating: s.propagating,
+        created_at: iso(s.createdAt),
+        last_activity: iso(s.lastUsed),
+      };
+    });
+    ctx.body = { sessions, count: sessions.length, max_sessions: manager.maxSessions };
+  });
+
+  router.get('/ws/propagate/:session_id', (ctx) => {
+    throw new ApiError(
+      426,
+      ApiCode.UpgradeRequired,
+      `this is a WebSocket endpoint: connect with a WebSocket client (Upgrade: websocket) and send the propagation options as JSON; for one JSON answer use POST /api/v1/video/session/${ctx.params.session_id}/propagate`,
+      {},
+      { Upgrade: 'websocket' },
+    );
+  });
+
+  return router;
+}
+
+/** Propagation needs something to track (a text prompt that found nothing adds no object). */
+export function requireObjects(s: ManagedSession): void {
+  if (s.status().objects.length === 0) {
+    throw new ApiError(409, ApiCode.NoObjects, `session '${s.id}' tracks no objects yet; add a prompt with POST /api/v1/video/session/${s.id}/prompt before propagating`, { session_id: s.id });
+  }
+}
+
+export function propagateOptions(req: { direction: 'forward' | 'backward' | 'both'; start_frame_index?: number | undefined; max_frames?: number | null | undefined }) {
+  return {
+    direction: req.direction,
+    ...(req.start_frame_index !== undefined ? { startFrameIndex: req.start_frame_index } : {}),
+    ...(req.max_frames !== undefined ? { maxFrames: req.max_frames } : {}),
+  };
+}
+
+function uploadTooLarge(mb: number, bytes: number): ApiError {
+  return new ApiError(413, ApiCode.UploadTooLarge, `the video is larger than MAX_UPLOAD_MB = ${mb} MB; send a shorter or more compressed video or raise the server's limit`, { max_upload_bytes: bytes });
+}
