@@ -4,7 +4,8 @@
  * forbidden / missing / corrupt videos), prompts (box, points, text, rules), propagation in each
  * direction over HTTP and streamed over the WebSocket (order, bad messages, disconnects),
  * one propagation at a time, object removal, reset, status, listing, closing, MAX_SESSIONS,
- * idle expiry, shutdown, a bundle without tracker, and resident memory over 50 sessions.
+ * idle expiry, shutdown, a bundle without tracker, WebSocket backpressure, and resident memory over
+ * 50 sessions.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -12,8 +13,10 @@ import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises'
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
+import { pino } from 'pino';
 import WebSocket from 'ws';
 
+import { Connection, HIGH_WATER_BYTES } from '../src/server/video/socket.js';
 import { toolEnv, toolPath } from '../src/video/ffmpeg.js';
 import { fixture, tempDir } from './helpers.js';
 import { type Reply, type TestServer, blob, get, metric, metrics, postJson, postRaw, startServer } from './server-helpers.js';
@@ -597,6 +600,37 @@ describe('video API', () => {
     console.log(`# RSS after warm-up: ${mib(warm)} MiB; after 50 open/prompt/close cycles: ${mib(after50)} MiB (growth ${mib(after50 - warm)} MiB, bound 64 MiB)`);
     assert.ok(after50 - warm < 64 * 1024 * 1024, `RSS grew by ${mib(after50 - warm)} MiB`);
     assert.equal(srv.svc.sessions.size, 0);
+  });
+});
+
+describe('WebSocket backpressure', () => {
+  it('sends at once below the high-water mark, and waits for the write beyond it', async () => {
+    const written: Array<() => void> = [];
+    const fake = {
+      readyState: WebSocket.OPEN as number,
+      bufferedAmount: 0,
+      sent: [] as string[],
+      send(data: string, cb?: () => void) {
+        this.sent.push(data);
+        if (cb) written.push(cb);
+      },
+    };
+    const conn = new Connection(fake as unknown as WebSocket, 's', pino({ level: 'silent' }));
+    await conn.send({ type: 'frame', frame_index: 0 });
+    assert.equal(fake.sent.length, 1);
+    assert.equal(written.length, 0, 'no wait while the buffer is small');
+    fake.bufferedAmount = HIGH_WATER_BYTES;
+    let done = false;
+    const pending = conn.send({ type: 'frame', frame_index: 1 }).then(() => (done = true));
+    await sleep(20);
+    assert.equal(fake.sent.length, 2);
+    assert.equal(done, false, 'the sender waits until the frame is written out');
+    written[0]!();
+    await pending;
+    assert.equal(done, true);
+    fake.readyState = WebSocket.CLOSED;
+    await conn.send({ type: 'frame', frame_index: 2 });
+    assert.equal(fake.sent.length, 2, 'nothing is sent on a closed socket');
   });
 });
 

@@ -31,7 +31,7 @@ export const SOCKET_PATH = /^\/api\/v1\/video\/ws\/propagate\/([^/]+)$/;
 /** Largest message a client may send (propagation options are tiny). */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
 
-const HIGH_WATER_BYTES = 1024 * 1024;
+export const HIGH_WATER_BYTES = 1024 * 1024;
 
 export const CloseCode = {
   Normal: 1000,
@@ -45,7 +45,8 @@ interface Run {
   done: Promise<void>;
 }
 
-class Connection {
+/** One client socket and its running propagation (exported for tests). */
+export class Connection {
   run: Run | undefined;
 
   constructor(
