@@ -660,6 +660,27 @@ describe('video session limits and lifecycle', () => {
     }
   });
 
+  it('with two devices, sessions go to the least-loaded one that gpu_ids allows', async () => {
+    const srv = await startServer({ MEDIA_ROOT: media, DEVICES: 'cpu,cpu', ENGINE_THREADS: '1', LOG_LEVEL: 'warn' });
+    try {
+      const open = async (body: Record<string, unknown> = {}) => {
+        const r = await postJson(srv.base, '/api/v1/video/session/start', { video_path: 'short.mp4', ...body });
+        assert.equal(r.status, 200, r.text);
+        return r.body.device as string;
+      };
+      assert.equal(await open({ gpu_ids: [1] }), 'cpu#1');
+      assert.equal(await open(), 'cpu#0', 'device 0 had no session');
+      assert.equal(await open({ gpu_ids: [1] }), 'cpu#1', 'pinned to the allowed device even when it is busier');
+      assert.equal(await open({ gpu_ids: [0, 1] }), 'cpu#0', 'the least-loaded of the allowed ones');
+      assertError(await postJson(srv.base, '/api/v1/video/session/start', { video_path: 'short.mp4', gpu_ids: [0, 2] }), 400, 'validation_error', /gpu_ids\[1\]: device index 2 is out of range; this server has 2 devices \(DEVICES, by index: 0: cpu, 1: cpu\)/);
+      const text = await metrics(srv.base);
+      assert.equal(metric(text, 'sam3_video_sessions_active', { device: 'cpu#0' }), 2);
+      assert.equal(metric(text, 'sam3_video_sessions_active', { device: 'cpu#1' }), 2);
+    } finally {
+      await srv.close();
+    }
+  });
+
   it('an unused session expires after SESSION_IDLE_TIMEOUT_SECONDS; a used one is kept', async () => {
     let now = Date.now();
     const srv = await startServer({ MEDIA_ROOT: media, SESSION_IDLE_TIMEOUT_SECONDS: '60', LOG_LEVEL: 'warn' }, { now: () => now });
