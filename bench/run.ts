@@ -8,19 +8,22 @@
  * and exported once into .cache/bench/. Medians after warm-up; ratio = ours / theirs.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 
+import sharp from 'sharp';
+
 import { Sam3Model, encodeRle, runtimeInfo } from '../src/index.js';
+import type { FrameSource, RgbFrame, VideoInfo } from '../src/video/frames.js';
 import { jpegImage, py, root, tempDir } from '../tests/helpers.js';
 
 const exec = promisify(execFile);
 
 const { values: args } = parseArgs({
   options: {
-    cases: { type: 'string', default: 'latency,http,prompts,cache,concurrency,overhead,rle' },
+    cases: { type: 'string', default: 'latency,http,prompts,cache,concurrency,overhead,rle,video' },
     runs: { type: 'string', default: '5' },
     threads: { type: 'string', default: String(Math.min(os.availableParallelism(), 2)) },
     device: { type: 'string', default: 'cpu' },
@@ -88,6 +91,12 @@ async function benchFixture() {
   const dir = path.join(root, '.cache', MODEL);
   const checkpoint = path.join(dir, 'checkpoint');
   const bundle = path.join(dir, `bundle-${DEVICE}`);
+  // Checkpoints cached before the video tracker existed (model_type sam3) are rebuilt.
+  const stale = existsSync(path.join(checkpoint, 'config.json')) && JSON.parse(readFileSync(path.join(checkpoint, 'config.json'), 'utf8')).model_type !== 'sam3_video';
+  if (stale) {
+    console.log(`rebuilding the ${MODEL} checkpoint and bundle with the video tracker...`);
+    rmSync(dir, { recursive: true, force: true });
+  }
   if (!existsSync(path.join(checkpoint, 'config.json'))) {
     console.log(`building the ${MODEL} checkpoint (1008x1008)...`);
     await py(['scripts/make_tiny_checkpoint.py', '--out', checkpoint, '--preset', MODEL, '--seed', '0', '--no-check'], 3_600_000);
@@ -101,7 +110,47 @@ async function benchFixture() {
   return { checkpoint, bundle, config };
 }
 
-async function python(args: string[]): Promise<{ samples: number[]; strings?: string[]; megapixels?: number }> {
+/** Frames of the video case: moving shapes on a textured background (same pixels both sides). */
+const VIDEO = { width: 640, height: 480, frames: 8 };
+function videoFrame(t: number): Uint8Array {
+  const { width: w, height: h } = VIDEO;
+  const rgb = new Uint8Array(w * h * 3);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = (y * w + x) * 3;
+      let px = [40 + ((x * 7 + y * 3) % 50), 50 + ((x * 3 + y * 5) % 40), 70];
+      for (let k = 0; k < 4; k++) {
+        const cx = 100 + 140 * k + 6 * t;
+        const cy = 220 + 4 * t * (k % 2 ? -1 : 1);
+        if ((x - cx) ** 2 + (y - cy) ** 2 < 45 ** 2) px = [200 - 40 * k, 60 + 40 * k, 40 + 30 * k];
+      }
+      rgb[i] = px[0]!;
+      rgb[i + 1] = px[1]!;
+      rgb[i + 2] = px[2]!;
+    }
+  }
+  return rgb;
+}
+
+class MemoryVideo implements FrameSource {
+  readonly info: VideoInfo = { totalFrames: VIDEO.frames, fps: 30, width: VIDEO.width, height: VIDEO.height, durationSeconds: VIDEO.frames / 30 };
+  readonly path = 'memory';
+  private readonly frames = Array.from({ length: VIDEO.frames }, (_, t) => videoFrame(t));
+  async frame(index: number): Promise<RgbFrame> {
+    return { rgb: this.frames[index]!, width: VIDEO.width, height: VIDEO.height };
+  }
+  cachedBytes(): number {
+    return 0;
+  }
+  async close(): Promise<void> {}
+}
+
+/** The i-th object's box prompt, normalised x1, y1, x2, y2 (bench_python.py's video_box). */
+function videoBox(i: number): [number, number, number, number] {
+  return [0.05 + 0.22 * i, 0.2, 0.22 + 0.22 * i, 0.7];
+}
+
+async function python(args: string[]): Promise<{ samples: number[]; strings?: string[]; megapixels?: number; frames?: number }> {
   const dir = await tempDir('sam3-bench-');
   const out = path.join(dir, 'out.json');
   await py(['scripts/bench_python.py', '--threads', String(THREADS), '--out', out, ...args], 3_600_000);
@@ -336,6 +385,41 @@ async function main() {
     const theirsMps = mp / median(theirsRun.samples);
     write('rle', { machine: info, case: 'RLE encode throughput (megapixels/s)', masks: masks.map((m) => [m.h, m.w]), megapixels: mp, stringsEqual: equal, ours: ours, theirs: theirsRun.samples, throughput: { ours: oursMps, theirs: theirsMps }, ratio: oursMps / theirsMps, note: 'both sides start from row-major masks and include the conversion to column order (np.asfortranarray for pycocotools)' });
     table.push({ case: 'RLE throughput (MP/s, higher is better)', ours: oursMps, theirs: theirsMps, target: '>= 2' });
+  }
+
+  if (model && cases.has('video')) {
+    if (!model.supportsVideo) throw new Error('the bench bundle has no video tracker');
+    const dir = await tempDir('sam3-bench-video-');
+    for (let t = 0; t < VIDEO.frames; t++) {
+      await sharp(Buffer.from(videoFrame(t)), { raw: { width: VIDEO.width, height: VIDEO.height, channels: 3 } })
+        .png()
+        .toFile(path.join(dir, `${String(t).padStart(5, '0')}.png`));
+    }
+    const doc: Record<string, unknown> = { ...common, image: undefined, video: VIDEO, case: 'video propagation fps: our tracker vs transformers Sam3TrackerVideoModel eager (box prompts on frame 0, forward over every frame, masks RLE-encoded)' };
+    for (const objects of [1, 4]) {
+      // One sample = propagation over every frame of a fresh session (prompts not timed).
+      const samples: number[] = [];
+      for (let run = 0; run < RUNS + 1; run++) {
+        const session = await model.openVideo(new MemoryVideo(), { featureCacheBytes: 0 });
+        for (let i = 0; i < objects; i++) {
+          const [x1, y1, x2, y2] = videoBox(i);
+          await session.addPrompt({ frameIndex: 0, objId: i + 1, box: [x1, y1, x2 - x1, y2 - y1] });
+        }
+        const t0 = performance.now();
+        let frames = 0;
+        for await (const f of session.propagate({ direction: 'forward', startFrameIndex: 0 })) frames += f.objects.length > 0 ? 1 : 0;
+        const took = (performance.now() - t0) / 1000;
+        if (run > 0) samples.push(took); // the first run is the warm-up
+        await session.dispose();
+      }
+      const theirsRun = await python(['--case', 'video', '--checkpoint', fx!.checkpoint, '--frames', dir, '--objects', String(objects), '--runs', String(RUNS)]);
+      const frames = theirsRun.frames ?? VIDEO.frames;
+      const oursFps = frames / median(samples);
+      const theirsFps = frames / median(theirsRun.samples);
+      doc[`objects_${objects}`] = { ours: samples, theirs: theirsRun.samples, frames, fps: { ours: oursFps, theirs: theirsFps }, ratio: oursFps / theirsFps };
+      table.push({ case: `video: ${objects} object(s), frames/s (higher is better)`, ours: oursFps, theirs: theirsFps, target: '>= 1.1' });
+    }
+    write('video', doc);
   }
 
   model?.dispose();

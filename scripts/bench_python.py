@@ -8,6 +8,10 @@ thread count as our side, timed the way a Python server would run it (build-time
 latency  preprocess (PIL decode, EXIF, resize, normalise) + forward + post-process, per run.
 prompts  the vision encoder once, then text encoder + head per prompt (what a Python server with a
          feature cache does), for the given prompts; one sample = the whole set.
+video    Sam3TrackerVideoModel eager: the frames in --frames (PNG, sorted) preprocessed up front (the
+         processor's init_video_session does that too), --objects box prompts on frame 0, then one
+         sample = propagate_in_video_iterator forward over every frame with each frame's masks
+         post-processed (bilinear to the video size, > 0) and RLE-encoded, as a server returns them.
 rle      pycocotools.mask.encode on the masks in FILE (JSON [{h, w, data: row-major 0/1 bytes as a
          latin-1 string}]); reports the strings so the caller can check ours are equal.
 Every sample is in seconds.
@@ -27,13 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--checkpoint")
     p.add_argument("--image")
-    p.add_argument("--case", required=True, choices=["latency", "prompts", "rle"])
+    p.add_argument("--case", required=True, choices=["latency", "prompts", "rle", "video"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--prompts", default="person")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--masks")
+    p.add_argument("--frames")
+    p.add_argument("--objects", type=int, default=1)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
 
@@ -58,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
                 mask_utils.encode(np.asfortranarray(m))
             samples.append(time.perf_counter() - t0)
         result.update(samples=samples, strings=strings, megapixels=sum(m.size for m in masks) / 1e6)
+        json.dump(result, open(args.out, "w"))
+        return 0
+
+    if args.case == "video":
+        result.update(video_benchmark(args))
         json.dump(result, open(args.out, "w"))
         return 0
 
@@ -104,6 +115,60 @@ def main(argv: list[str] | None = None) -> int:
     result.update(samples=samples, prompts=prompts)
     json.dump(result, open(args.out, "w"))
     return 0
+
+
+def video_box(i: int) -> list[float]:
+    """The i-th object's box prompt (normalised x1, y1, x2, y2); bench/run.ts uses the same."""
+    return [0.05 + 0.22 * i, 0.2, 0.22 + 0.22 * i, 0.7]
+
+
+def video_benchmark(args) -> dict:
+    import torch
+    import torch.nn.functional as F
+    import transformers
+    from transformers import Sam3TrackerVideoModel
+    from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import Sam3TrackerVideoInferenceSession
+
+    from sam3tools.checkpoint_io import model_image_size, preprocessing, read_config
+    from sam3tools.compat import install_roi_align_shim
+    from sam3tools.reference import encode_rle, load_image, preprocess
+
+    install_roi_align_shim()
+    pre = preprocessing(args.checkpoint, model_image_size(read_config(args.checkpoint)))
+    r = pre["resolution"]
+    model = Sam3TrackerVideoModel.from_pretrained(args.checkpoint).eval()
+    files = sorted(f for f in os.listdir(args.frames) if f.endswith(".png"))
+    images = [load_image(os.path.join(args.frames, f)) for f in files]
+    width, height = images[0].size
+    video = torch.cat([preprocess(img, r, pre["mean"], pre["std"]) for img in images], 0)
+
+    def run():
+        session = Sam3TrackerVideoInferenceSession(video=video, video_height=height, video_width=width, inference_device="cpu", dtype=torch.float32)
+        for i in range(args.objects):
+            idx = session.obj_id_to_idx(i + 1)
+            x1, y1, x2, y2 = video_box(i)
+            pts = torch.tensor([[x1, y1], [x2, y2]], dtype=torch.float32) * r
+            session.add_point_inputs(idx, 0, {"point_coords": pts[None, None], "point_labels": torch.tensor([[[2, 3]]], dtype=torch.int32)})
+            session.obj_with_new_inputs = [i + 1]
+            model(inference_session=session, frame_idx=0)
+        t0 = time.perf_counter()
+        frames = 0
+        for out in model.propagate_in_video_iterator(session, start_frame_idx=0):
+            masks = F.interpolate(out.pred_masks.float(), (height, width), mode="bilinear", align_corners=False) > 0
+            for k in range(masks.shape[0]):
+                encode_rle(masks[k, 0].numpy())
+            out.object_score_logits.sigmoid().tolist()
+            frames += 1
+        return time.perf_counter() - t0, frames
+
+    with torch.inference_mode():
+        for _ in range(args.warmup):
+            run()
+        samples, frames = [], 0
+        for _ in range(args.runs):
+            took, frames = run()
+            samples.append(took)
+    return {"samples": samples, "frames": frames, "objects": args.objects, "transformers": transformers.__version__, "video": {"width": width, "height": height, "frames": len(files)}}
 
 
 if __name__ == "__main__":
