@@ -102,17 +102,29 @@ describe('feature cache', () => {
 
 describe('feature cache bounded by bytes', () => {
   let srv: TestServer;
+  let perEntry = 0;
   before(async () => {
-    // One entry of the tiny model's features is about 0.16 MB: 0.25 MB holds one, not two.
-    srv = await startServer({ FEATURE_CACHE_MAX_MB: '0.25' });
+    // Measure one entry of the test model's features on an unbounded cache, then bound the cache
+    // at 1.5 entries: it holds one, not two, whatever the model's widths are.
+    const probe = await startServer({});
+    try {
+      const r = await postJson(probe.base, '/api/v1/image/embed', { image: b64(await pngImage(48, 48, 9)) });
+      assert.equal(r.status, 200, r.text);
+      perEntry = (await get(probe.base, '/models/info')).body.feature_cache.bytes;
+    } finally {
+      await probe.close();
+    }
+    assert.ok(perEntry > 0, 'one cached entry has a size');
+    srv = await startServer({ FEATURE_CACHE_MAX_MB: String((1.5 * perEntry) / (1024 * 1024)) });
   });
   after(async () => srv?.close());
 
   it('the oldest entry is evicted when the next one would exceed FEATURE_CACHE_MAX_MB', async () => {
     const a = await postJson(srv.base, '/api/v1/image/embed', { image: b64(await pngImage(48, 48, 1)) });
+    assert.equal(a.status, 200, a.text);
     const info = await get(srv.base, '/models/info');
-    const perEntry = info.body.feature_cache.bytes;
-    assert.ok(perEntry > 0.125 * 1024 * 1024 && perEntry <= 0.25 * 1024 * 1024, `one entry is ${perEntry} bytes; the test's bound assumes 0.125 to 0.25 MB`);
+    assert.equal(info.body.feature_cache.bytes, perEntry, 'an entry of another image has the same size');
+    assert.equal(info.body.feature_cache.entries, 1);
     const b = await postJson(srv.base, '/api/v1/image/embed', { image: b64(await pngImage(48, 48, 2)) });
     assert.equal((await postJson(srv.base, '/api/v1/image/segment', { image_id: a.body.image_id, prompts: [text('x')] })).status, 404);
     assert.equal((await postJson(srv.base, '/api/v1/image/segment', { image_id: b.body.image_id, prompts: [text('x')] })).status, 200);
