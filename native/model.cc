@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "addon.h"
+#include "preprocess.h"
 #include "rle.h"
 
 namespace sam3 {
@@ -84,27 +85,8 @@ std::vector<torch::Tensor> RunTuple(torch::jit::Module& m, std::vector<torch::ji
 
 int64_t TensorBytes(const torch::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : 0; }
 
-// Resize + normalise exactly like transformers' Sam3ImageProcessor (torchvision backend): uint8 CHW
-// resized with antialiased bilinear (natively in uint8 on CPU; in float then rounded on other devices,
-// as torchvision does), then (x - mean) / std in float32 with the fused 0..255 mean/std.
 torch::Tensor Preprocess(const ModelState& s, const torch::Tensor& hwc_cpu) {
-  const int64_t r = s.config.resolution;
-  // A HWC buffer viewed as NCHW (channels-last strides), as the processor sees a PIL image.
-  torch::Tensor img = hwc_cpu.unsqueeze(0).to(s.device, /*non_blocking=*/false).permute({0, 3, 1, 2});
-  if (img.size(2) != r || img.size(3) != r) {
-    auto opts = F::InterpolateFuncOptions()
-                    .size(std::vector<int64_t>{r, r})
-                    .mode(torch::kBilinear)
-                    .align_corners(false)
-                    .antialias(true);
-    if (s.device.is_cpu()) {
-      img = F::interpolate(img, opts);
-    } else {
-      img = F::interpolate(img.to(torch::kFloat32), opts).round_().to(torch::kUInt8);
-    }
-  }
-  torch::Tensor x = (img.to(torch::kFloat32) - s.mean) / s.std;
-  return x.to(s.config.dtype);
+  return PreprocessRgb(hwc_cpu, s.device, s.config.resolution, s.mean, s.std, s.config.dtype);
 }
 
 struct QueryOut {

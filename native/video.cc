@@ -4,6 +4,7 @@
 #include <cmath>
 #include <set>
 
+#include "preprocess.h"
 #include "rle.h"
 
 namespace sam3 {
@@ -67,15 +68,8 @@ std::vector<torch::Tensor> Tuple(const torch::jit::IValue& out, size_t expected,
 
 int64_t Bytes(const torch::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : 0; }
 
-// RGB HWC uint8 (CPU) -> normalised pixels [1,3,R,R], as the image path (and Sam3ImageProcessor) does.
 torch::Tensor Preprocess(const TrackerState& s, const torch::Tensor& hwc) {
-  const int64_t r = s.config.resolution;
-  torch::Tensor img = hwc.unsqueeze(0).to(s.device).permute({0, 3, 1, 2});
-  if (img.size(2) != r || img.size(3) != r) {
-    auto opts = F::InterpolateFuncOptions().size(std::vector<int64_t>{r, r}).mode(torch::kBilinear).align_corners(false).antialias(true);
-    img = s.device.is_cpu() ? F::interpolate(img, opts) : F::interpolate(img.to(torch::kFloat32), opts).round_().to(torch::kUInt8);
-  }
-  return ((img.to(torch::kFloat32) - s.mean) / s.std).to(s.config.dtype);
+  return PreprocessRgb(hwc, s.device, s.config.resolution, s.mean, s.std, s.config.dtype);
 }
 
 struct SingleOut {
@@ -294,14 +288,12 @@ class Stepper {
         ptr_offsets.push_back(d);
       }
     }
-    auto lo = torch::TensorOptions().dtype(torch::kLong).device(s_.device);
     torch::Tensor mem = torch::cat(mems, 0);
     torch::Tensor mem_pos = torch::cat(poss, 0);
     torch::Tensor mem_off = torch::tensor(offsets, torch::TensorOptions().dtype(torch::kLong)).to(s_.device);
     torch::Tensor p = ptrs.empty() ? torch::zeros({0, c.hidden}, torch::TensorOptions().dtype(c.dtype).device(s_.device)) : torch::cat(ptrs, 0);
-    torch::Tensor p_off = torch::tensor(ptr_offsets.empty() ? std::vector<int64_t>{} : ptr_offsets, torch::TensorOptions().dtype(torch::kLong))
+    torch::Tensor p_off = torch::tensor(ptr_offsets, torch::TensorOptions().dtype(torch::kLong))
                               .to(s_.device);
-    (void)lo;
     return s_.mem_attn.forward({f.top, f.top_pos, mem, mem_pos, mem_off, p, p_off, max_ptr}).toTensor();
   }
 
