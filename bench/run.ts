@@ -15,7 +15,7 @@ import { parseArgs, promisify } from 'node:util';
 
 import sharp from 'sharp';
 
-import { Sam3Model, encodeRle, runtimeInfo } from '../src/index.js';
+import { BUNDLE_FORMAT_VERSION, Sam3Model, encodeRle, runtimeInfo } from '../src/index.js';
 import type { FrameSource, RgbFrame, VideoInfo } from '../src/video/frames.js';
 import { jpegImage, py, root, tempDir } from '../tests/helpers.js';
 
@@ -101,7 +101,12 @@ async function benchFixture() {
     console.log(`building the ${MODEL} checkpoint (1008x1008)...`);
     await py(['scripts/make_tiny_checkpoint.py', '--out', checkpoint, '--preset', MODEL, '--seed', '0', '--no-check'], 3_600_000);
   }
-  if (!existsSync(path.join(bundle, 'manifest.json'))) {
+  const manifest = path.join(bundle, 'manifest.json');
+  if (existsSync(manifest) && JSON.parse(readFileSync(manifest, 'utf8')).format_version !== BUNDLE_FORMAT_VERSION) {
+    console.log('the bench bundle is of an older bundle format: exporting it again');
+    rmSync(bundle, { recursive: true, force: true });
+  }
+  if (!existsSync(manifest)) {
     console.log(`exporting the bench bundle for ${DEVICE}...`);
     const extra = DEVICE === 'cpu' ? [] : ['--device', DEVICE, '--dtype', 'bfloat16'];
     await py(['scripts/export_sam3.py', '--checkpoint', checkpoint, '--out', bundle, ...extra], 3_600_000);

@@ -153,12 +153,20 @@ Napi::Object QueryToJs(Napi::Env env, const QueryOut& q, int64_t height, int64_t
   return o;
 }
 
+}  // namespace
+
+torch::Tensor RunBackbone(ModelState& s, const torch::Tensor& px) {
+  return RunTuple(s.backbone, {px}, 1, "vision backbone")[0];
+}
+
+namespace {
+
 void Warmup(ModelState& s) {
   const int64_t r = s.config.resolution;
   const int64_t l = s.config.text_length;
   auto fopts = torch::TensorOptions().device(s.device);
   torch::Tensor px = torch::zeros({1, 3, r, r}, fopts.dtype(s.config.dtype));
-  auto v = RunTuple(s.vision, {px}, 6, "vision encoder");
+  auto v = RunTuple(s.neck, {RunBackbone(s, px)}, 6, "vision neck");
   for (int i = 3; i < 6; i++) s.pos.push_back(v[i].narrow(0, 0, 1).contiguous());
   if (s.config.mask_size != v[0].size(-1)) {
     throw NativeError(code::kModelLoad, "bundle manifest says mask_size " + std::to_string(s.config.mask_size) +
@@ -207,7 +215,8 @@ Napi::Value Model::Load(const Napi::CallbackInfo& info, std::shared_ptr<EngineCo
   if (info.Length() < 1 || !info[0].IsObject()) ThrowInvalid(env, "loadModel(options): options must be an object");
   Napi::Object o = info[0].As<Napi::Object>();
   ModelConfig cfg;
-  cfg.vision_path = GetString(o, "visionEncoder");
+  cfg.backbone_path = GetString(o, "visionBackbone");
+  cfg.neck_path = GetString(o, "visionNeck");
   cfg.text_path = GetString(o, "textEncoder");
   cfg.head_text_path = GetString(o, "headText");
   cfg.head_boxes_path = GetString(o, "headTextBoxes");
@@ -245,7 +254,8 @@ Napi::Value Model::Load(const Napi::CallbackInfo& info, std::shared_ptr<EngineCo
     state->config = cfg;
     state->device = device;
     auto t0 = Clock::now();
-    state->vision = LoadPiece(cfg.vision_path, device, "vision encoder");
+    state->backbone = LoadPiece(cfg.backbone_path, device, "vision backbone");
+    state->neck = LoadPiece(cfg.neck_path, device, "vision neck");
     state->text = LoadPiece(cfg.text_path, device, "text encoder");
     state->head_text = LoadPiece(cfg.head_text_path, device, "text detector head");
     state->head_boxes = LoadPiece(cfg.head_boxes_path, device, "text+box detector head");
@@ -276,6 +286,14 @@ Napi::Value Model::Load(const Napi::CallbackInfo& info, std::shared_ptr<EngineCo
   return core->Submit(env, std::move(work), "loadModel", info.This().As<Napi::Object>());
 }
 
+std::shared_ptr<ModelState> Model::StateOf(const Napi::Value& v, const char* what) {
+  Napi::Env env = v.Env();
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(AddonData::Get(env)->model_ctor.Value())) {
+    ThrowInvalid(env, std::string(what) + " must be a Model loaded on this engine");
+  }
+  return Napi::ObjectWrap<Model>::Unwrap(v.As<Napi::Object>())->Live(env, what);
+}
+
 std::shared_ptr<ModelState> Model::Live(Napi::Env env, const char* op) {
   if (!state_) throw MakeJsError(env, code::kDisposed, std::string(op) + ": the model has been disposed");
   return state_;
@@ -290,6 +308,10 @@ Napi::Value Model::EncodeImages(const Napi::CallbackInfo& info) {
   Napi::Array arr = info[0].As<Napi::Array>();
   const uint32_t n = arr.Length();
   if (n == 0) ThrowInvalid(env, "encodeImages(images): at least one image is required");
+  bool keep_backbone = false;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    keep_backbone = info[1].As<Napi::Object>().Get("keepBackbone").ToBoolean().Value();
+  }
   // Copy the pixels now: the JS buffers may change or be collected before the engine runs.
   std::vector<torch::Tensor> pixels;
   pixels.reserve(n);
@@ -313,7 +335,7 @@ Napi::Value Model::EncodeImages(const Napi::CallbackInfo& info) {
     std::memcpy(t.data_ptr<uint8_t>(), u8.Data(), u8.ByteLength());
     pixels.push_back(std::move(t));
   }
-  Work work = [state, pixels = std::move(pixels)]() -> Finisher {
+  Work work = [state, pixels = std::move(pixels), keep_backbone]() -> Finisher {
     auto t0 = Clock::now();
     std::vector<torch::Tensor> batch;
     batch.reserve(pixels.size());
@@ -322,7 +344,8 @@ Napi::Value Model::EncodeImages(const Napi::CallbackInfo& info) {
     batch.clear();
     const double pre_ms = MsSince(t0);
     auto t1 = Clock::now();
-    auto out = RunTuple(state->vision, {px}, 6, "vision encoder");
+    torch::Tensor hidden = RunBackbone(*state, px);
+    auto out = RunTuple(state->neck, {hidden}, 6, "vision neck");
     const double enc_ms = MsSince(t1);
     const int64_t n = static_cast<int64_t>(pixels.size());
     std::vector<std::shared_ptr<FeaturesState>> feats;
@@ -333,6 +356,11 @@ Napi::Value Model::EncodeImages(const Napi::CallbackInfo& info) {
         // A slice would keep the whole batch alive: copy when batched so each handle owns its memory.
         f->feats.push_back(n == 1 ? t : t.clone());
         f->bytes += TensorBytes(f->feats.back());
+      }
+      if (keep_backbone) {
+        torch::Tensor b = hidden.narrow(0, i, 1);
+        f->backbone = n == 1 ? b : b.clone();
+        f->bytes += TensorBytes(f->backbone);
       }
       f->height = pixels[i].size(0);
       f->width = pixels[i].size(1);

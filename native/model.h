@@ -1,6 +1,7 @@
 // SAM 3 image predictor over a TorchScript model bundle.
 //
-// Model       the four traced pieces of a bundle on one engine (device), plus constants
+// Model       the traced pieces of a bundle on one engine (device): ViT, detector neck, text encoder,
+//             two heads (the ViT is shared with a video Tracker on the same engine), plus constants
 //             (normalisation, position encodings) computed once at load.
 // ImageFeatures  the FPN features of one image, kept on the device, reusable for many prompts.
 // TextEmbedding  the projected text features of one prompt (cached by the JS layer).
@@ -24,7 +25,8 @@
 namespace sam3 {
 
 struct ModelConfig {
-  std::string vision_path;
+  std::string backbone_path;  // the ViT
+  std::string neck_path;      // the detector's FPN neck over the ViT output
   std::string text_path;
   std::string head_text_path;
   std::string head_boxes_path;
@@ -42,7 +44,8 @@ struct ModelConfig {
 struct ModelState {
   ModelConfig config;
   torch::Device device{torch::kCPU};
-  torch::jit::Module vision;
+  torch::jit::Module backbone;
+  torch::jit::Module neck;
   torch::jit::Module text;
   torch::jit::Module head_text;
   torch::jit::Module head_boxes;
@@ -55,11 +58,15 @@ struct ModelState {
 
 struct FeaturesState {
   std::vector<torch::Tensor> feats;  // 3 FPN levels, batch 1, bundle dtype, on the device
+  torch::Tensor backbone;            // the ViT output [1,g*g,V], kept only when asked (video frames)
   int64_t width = 0;                 // original image size (after EXIF orientation)
   int64_t height = 0;
   int64_t bytes = 0;
   const ModelState* owner = nullptr;  // identity check only: features belong to one model
 };
+
+// pixel_values [B,3,R,R] -> the ViT output [B,g*g,V] (engine thread).
+torch::Tensor RunBackbone(ModelState& s, const torch::Tensor& px);
 
 struct TextState {
   torch::Tensor features;  // [1, L, D] bundle dtype, on the device
@@ -73,6 +80,10 @@ class Model : public Napi::ObjectWrap<Model> {
   static Napi::Function Init(Napi::Env env);
   static Napi::Value Load(const Napi::CallbackInfo& info, std::shared_ptr<EngineCore> core);
   explicit Model(const Napi::CallbackInfo& info);
+
+  // The model's state for a Tracker on the same engine (it runs the model's ViT); throws a JS
+  // error when v is not a live Model.
+  static std::shared_ptr<ModelState> StateOf(const Napi::Value& v, const char* what);
 
  private:
   Napi::Value EncodeImages(const Napi::CallbackInfo& info);

@@ -80,15 +80,17 @@ class Stepper {
  public:
   Stepper(VideoState& v) : v_(v), s_(*v.tracker) {}
 
-  // The vision features of a frame: cached, or computed from rgb (nullptr -> not available).
-  const FrameFeatures* Features(int64_t frame, const torch::Tensor* rgb) {
+  // The vision features of a frame: cached, or computed from the frame's ViT output (given by a
+  // detector pass over the same frame) or from rgb (nullptr and no ViT output -> not available).
+  const FrameFeatures* Features(int64_t frame, const torch::Tensor* rgb, const torch::Tensor* vit = nullptr) {
     auto it = v_.features.find(frame);
     if (it != v_.features.end()) {
       Touch(frame);
       return &it->second;
     }
-    if (!rgb) return nullptr;
-    auto out = Tuple(s_.vision.forward({Preprocess(s_, *rgb)}), 4, "tracker vision encoder");
+    if (!rgb && !vit) return nullptr;
+    torch::Tensor hidden = vit ? *vit : RunBackbone(*s_.model, Preprocess(s_, *rgb));
+    auto out = Tuple(s_.neck.forward({hidden}), 4, "tracker neck");
     FrameFeatures f{out[0], out[1], out[2], out[3], 0};
     f.bytes = Bytes(f.s0) + Bytes(f.s1) + Bytes(f.top) + Bytes(f.top_pos);
     v_.features[frame] = f;
@@ -294,10 +296,18 @@ class Stepper {
     torch::Tensor p = ptrs.empty() ? torch::zeros({0, c.hidden}, torch::TensorOptions().dtype(c.dtype).device(s_.device)) : torch::cat(ptrs, 0);
     torch::Tensor p_off = torch::tensor(ptr_offsets, torch::TensorOptions().dtype(torch::kLong))
                               .to(s_.device);
-    return s_.mem_attn.forward({f.top, f.top_pos, mem, mem_pos, mem_off, p, p_off, max_ptr}).toTensor();
+    // The first layer's self-attention reads only the frame's features: once per frame for all
+    // its objects (the same computation on the same tensors, so the results are unchanged).
+    if (!first_.defined() || first_frame_ != frame) {
+      first_ = s_.mem_attn.get_method("first_self_attention")({f.top, f.top_pos}).toTensor();
+      first_frame_ = frame;
+    }
+    return s_.mem_attn.forward({f.top, f.top_pos, mem, mem_pos, mem_off, p, p_off, max_ptr, first_}).toTensor();
   }
 
   VideoState& v_;
+  torch::Tensor first_;  // first_self_attention of first_frame_
+  int64_t first_frame_ = -1;
   TrackerState& s_;
 };
 
@@ -453,7 +463,9 @@ Napi::Value Tracker::Load(const Napi::CallbackInfo& info, std::shared_ptr<Engine
   if (info.Length() < 1 || !info[0].IsObject()) ThrowInvalid(env, "loadTracker(options): options must be an object");
   Napi::Object o = info[0].As<Napi::Object>();
   TrackerConfig c;
-  c.vision = Str(o, "vision");
+  auto model = Model::StateOf(o.Get("model"), "loadTracker: model");
+  if (model->device != core->device()) ThrowInvalid(env, "loadTracker: the model runs on another device than this engine");
+  c.neck = Str(o, "neck");
   c.decode_multi = Str(o, "decodeMulti");
   c.decode_single = Str(o, "decodeSingle");
   c.mask_prompt = Str(o, "maskPrompt");
@@ -475,12 +487,13 @@ Napi::Value Tracker::Load(const Napi::CallbackInfo& info, std::shared_ptr<Engine
   c.mean = Triple(o, "mean");
   c.std = Triple(o, "std");
   const torch::Device device = core->device();
-  Work work = [c, device, core]() -> Finisher {
+  Work work = [c, device, core, model]() -> Finisher {
     auto state = std::make_shared<TrackerState>();
     state->config = c;
+    state->model = model;
     state->device = device;
     auto t0 = std::chrono::steady_clock::now();
-    state->vision = LoadModule(c.vision, device, "vision encoder");
+    state->neck = LoadModule(c.neck, device, "tracker neck");
     state->decode_multi = LoadModule(c.decode_multi, device, "decoder");
     state->decode_single = LoadModule(c.decode_single, device, "decoder");
     state->mask_prompt = LoadModule(c.mask_prompt, device, "mask prompt");
@@ -529,7 +542,7 @@ Napi::Value Tracker::Open(const Napi::CallbackInfo& info) {
 Napi::Value Tracker::Prompt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto state = Live(env, "prompt");
-  if (info.Length() < 3 || !info[2].IsArray()) ThrowInvalid(env, "prompt(video, frame, entries: Array<{objId, points?, labels?, mask?}>, rgb?)");
+  if (info.Length() < 3 || !info[2].IsArray()) ThrowInvalid(env, "prompt(video, frame, entries: Array<{objId, points?, labels?, mask?}>, rgb?, features?)");
   auto video = VideoHandle::Get(info[0], "prompt(video, ...)");
   if (video->tracker != state) ThrowInvalid(env, "prompt: this video session belongs to another tracker");
   const int64_t frame = FrameArg(env, info[1], *video);
@@ -578,9 +591,19 @@ Napi::Value Tracker::Prompt(const Napi::CallbackInfo& info) {
     entries.push_back(std::move(entry));
   }
   std::optional<torch::Tensor> rgb = ReadFrame(env, info.Length() > 3 ? info[3] : env.Undefined(), *video);
-  Work work = [state, video, frame, entries = std::move(entries), rgb]() -> Finisher {
+  // The frame's image features from a detector pass (a text prompt): their ViT output saves running
+  // the ViT again for the tracker.
+  std::optional<torch::Tensor> vit;
+  if (info.Length() > 4 && !info[4].IsUndefined() && !info[4].IsNull()) {
+    auto feats = ImageFeatures::Get(info[4], "prompt(..., features)");
+    if (feats->owner != state->model.get()) ThrowInvalid(env, "prompt: the features come from another model");
+    if (!feats->backbone.defined()) ThrowInvalid(env, "prompt: the features were encoded without keepBackbone");
+    if (feats->width != video->width || feats->height != video->height) ThrowInvalid(env, "prompt: the features are of an image of another size than the video");
+    vit = feats->backbone;
+  }
+  Work work = [state, video, frame, entries = std::move(entries), rgb, vit]() -> Finisher {
     Stepper stepper(*video);
-    const FrameFeatures* f = stepper.Features(frame, rgb ? &*rgb : nullptr);
+    const FrameFeatures* f = stepper.Features(frame, rgb ? &*rgb : nullptr, vit ? &*vit : nullptr);
     if (!f) {
       return [](Napi::Env env, Napi::Object) -> Napi::Value {
         StepOut s;

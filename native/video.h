@@ -28,7 +28,7 @@
 namespace sam3 {
 
 struct TrackerConfig {
-  std::string vision, decode_multi, decode_single, mask_prompt, mem_enc, mem_enc_points, mem_attn;
+  std::string neck, decode_multi, decode_single, mask_prompt, mem_enc, mem_enc_points, mem_attn;
   torch::ScalarType dtype = torch::kFloat32;
   int64_t resolution = 0;
   int64_t low_res = 0;  // low-resolution mask size (4g)
@@ -47,7 +47,8 @@ struct TrackerConfig {
 struct TrackerState {
   TrackerConfig config;
   torch::Device device{torch::kCPU};
-  torch::jit::Module vision, decode_multi, decode_single, mask_prompt, mem_enc, mem_enc_points, mem_attn;
+  std::shared_ptr<ModelState> model;  // its ViT (vision_backbone) gives the tracker neck its input
+  torch::jit::Module neck, decode_multi, decode_single, mask_prompt, mem_enc, mem_enc_points, mem_attn;
   torch::Tensor mean, std;
   double load_ms = 0;
 };

@@ -3,9 +3,10 @@
 
     export_sam3.py --checkpoint HF_DIR_OR_HUB_ID --out BUNDLE_DIR [--device cpu|cuda[:N]] [--dtype float32|bfloat16|float16]
 
-Writes vision_encoder.pt, text_encoder.pt, head_text.pt, head_text_boxes.pt (TorchScript, traced on
---device in --dtype and checked against eager transformers), tokenizer.json (padding and truncation
-to 32 tokens built in) and, last, manifest.json. Progress goes to stderr.
+Writes vision_backbone.pt, vision_neck.pt, text_encoder.pt, head_text.pt, head_text_boxes.pt (and the
+video tracker's pieces for sam3_video checkpoints; TorchScript, traced on --device in --dtype and
+checked against eager transformers), tokenizer.json (padding and truncation to 32 tokens built in)
+and, last, manifest.json. Progress goes to stderr.
 
 Exit status: 0 done; 2 a bad or incomplete checkpoint or bad arguments (one line on stderr saying
 why); 1 the export failed (a piece did not reproduce eager).

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const venv = path.join(root, '.venv');
@@ -58,13 +58,22 @@ else run(process.execPath, [path.join(root, 'scripts', 'build-native.mjs')]);
 // 3. TypeScript.
 run(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', root]);
 
-// 4. Demo bundle.
+// 4. Demo bundle (exported again when it is of an older bundle format than this server reads).
 const demo = path.join(root, 'models', 'demo');
+const { BUNDLE_FORMAT_VERSION } = await import(pathToFileURL(path.join(root, 'dist', 'bundle.js')).href);
+async function demoFormat() {
+  try {
+    return JSON.parse(readFileSync(path.join(demo, 'manifest.json'), 'utf8')).format_version;
+  } catch {
+    return undefined;
+  }
+}
 if (process.env.SAM3_SKIP_DEMO === '1') {
   log('SAM3_SKIP_DEMO=1: no demo bundle');
-} else if (existsSync(path.join(demo, 'manifest.json'))) {
+} else if (existsSync(path.join(demo, 'manifest.json')) && (await demoFormat()) === BUNDLE_FORMAT_VERSION) {
   log(`demo bundle present: ${demo}`);
 } else {
+  if (existsSync(path.join(demo, 'manifest.json'))) log('the demo bundle is from an older exporter: exporting it again');
   const ckpt = path.join(root, 'models', 'demo-checkpoint');
   run(python, [path.join(root, 'scripts', 'make_tiny_checkpoint.py'), '--out', ckpt, '--seed', '0']);
   run(python, [path.join(root, 'scripts', 'export_sam3.py'), '--checkpoint', ckpt, '--out', demo]);

@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { ErrorCode, Sam3Error } from './errors.js';
 
 export const BUNDLE_FORMAT = 'sam3-bundle';
-export const BUNDLE_FORMAT_VERSION = 1;
+export const BUNDLE_FORMAT_VERSION = 2;
 
 const fileEntry = z.object({
   path: z.string().min(1),
@@ -33,6 +33,8 @@ export const manifestSchema = z.looseObject({
   dtype: z.enum(['float32', 'bfloat16', 'float16']),
   resolution: z.number().int().positive(),
   patch_size: z.number().int().positive(),
+  /** The ViT's output grid (resolution / patch_size) and width, shared by the detector and tracker necks. */
+  vit: z.looseObject({ grid: z.number().int().positive(), hidden_size: z.number().int().positive() }),
   mask_size: z.number().int().positive(),
   num_queries: z.number().int().positive(),
   hidden_size: z.number().int().positive(),
@@ -43,13 +45,15 @@ export const manifestSchema = z.looseObject({
   }),
   normalization: z.object({ mean: triple, std: triple }),
   files: z.object({
-    vision_encoder: fileEntry,
+    // The ViT, and the detector's FPN neck over its output (one ViT for the detector and the tracker).
+    vision_backbone: fileEntry,
+    vision_neck: fileEntry,
     text_encoder: fileEntry,
     head_text: fileEntry,
     head_text_boxes: fileEntry,
     tokenizer: fileEntry,
     // The video tracker (bundles exported from a sam3_video checkpoint such as facebook/sam3).
-    tracker_vision: fileEntry.optional(),
+    tracker_neck: fileEntry.optional(),
     tracker_decode_multi: fileEntry.optional(),
     tracker_decode_single: fileEntry.optional(),
     tracker_mask_prompt: fileEntry.optional(),
@@ -76,7 +80,7 @@ export const manifestSchema = z.looseObject({
 
 /** The pieces a bundle needs for video tracking; all present or none. */
 export const TRACKER_FILES = [
-  'tracker_vision',
+  'tracker_neck',
   'tracker_decode_multi',
   'tracker_decode_single',
   'tracker_mask_prompt',

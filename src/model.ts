@@ -167,7 +167,8 @@ export class Sam3Model {
     try {
       const native = await callNative(() =>
         engine.loadModel({
-          visionEncoder: bundle.file('vision_encoder'),
+          visionBackbone: bundle.file('vision_backbone'),
+          visionNeck: bundle.file('vision_neck'),
           textEncoder: bundle.file('text_encoder'),
           headText: bundle.file('head_text'),
           headTextBoxes: bundle.file('head_text_boxes'),
@@ -188,7 +189,8 @@ export class Sam3Model {
         try {
           tracker = await callNative(() =>
             engine.loadTracker({
-              vision: bundle.file('tracker_vision'),
+              model: native,
+              neck: bundle.file('tracker_neck'),
               decodeMulti: bundle.file('tracker_decode_multi'),
               decodeSingle: bundle.file('tracker_decode_single'),
               maskPrompt: bundle.file('tracker_mask_prompt'),
@@ -262,13 +264,17 @@ export class Sam3Model {
     return features!;
   }
 
-  /** Encodes several images in ONE vision-encoder pass. */
-  async encodeImages(inputs: readonly ImageInput[]): Promise<ImageFeatures[]> {
+  /**
+   * Encodes several images in ONE vision-encoder pass. `keepBackbone` also keeps each image's ViT
+   * output with its features (more memory): a video session hands it to the tracker so that a
+   * frame prompted with text runs the ViT once.
+   */
+  async encodeImages(inputs: readonly ImageInput[], options: { keepBackbone?: boolean } = {}): Promise<ImageFeatures[]> {
     this.live('encodeImages');
     if (!Array.isArray(inputs) || inputs.length === 0) throw invalid('encodeImages needs a non-empty array of images');
     const decoded = await Promise.all(inputs.map((input) => this.pixels(input)));
     this.live('encodeImages');
-    const res = await callNative(() => this.native.encodeImages(decoded));
+    const res = await callNative(() => this.native.encodeImages(decoded, { keepBackbone: options.keepBackbone === true }));
     return res.features.map((f) => new ImageFeatures(f, this));
   }
 

@@ -23,7 +23,9 @@ export interface NativeEngineStats {
 }
 
 export interface NativeModelOptions {
-  visionEncoder: string;
+  /** vision_backbone.pt (the ViT) and vision_neck.pt (the detector's FPN neck over its output). */
+  visionBackbone: string;
+  visionNeck: string;
   textEncoder: string;
   headText: string;
   headTextBoxes: string;
@@ -68,7 +70,7 @@ export interface NativeQueryResult {
 
 export interface NativeModel {
   readonly disposed: boolean;
-  encodeImages(images: { data: Uint8Array; width: number; height: number }[]): Promise<{ features: NativeImageFeatures[]; timings: NativeTimings }>;
+  encodeImages(images: { data: Uint8Array; width: number; height: number }[], options?: { keepBackbone?: boolean }): Promise<{ features: NativeImageFeatures[]; timings: NativeTimings }>;
   encodeTexts(ids: Int32Array, mask: Uint8Array, count: number): Promise<{ embeddings: NativeTextEmbedding[]; timings: NativeTimings }>;
   segment(
     features: NativeImageFeatures,
@@ -81,7 +83,10 @@ export interface NativeModel {
 }
 
 export interface NativeTrackerOptions {
-  vision: string;
+  /** The model on the same engine: the tracker runs its ViT (one copy of the weights for both). */
+  model: NativeModel;
+  /** tracker_neck.pt: the tracker's FPN neck over the ViT output. */
+  neck: string;
   decodeMulti: string;
   decodeSingle: string;
   maskPrompt: string;
@@ -137,7 +142,14 @@ export interface NativeFrame {
 
 export interface NativeTracker {
   open(options: { numFrames: number; width: number; height: number; featureCacheBytes: number; memoryWindow?: number }): NativeVideoHandle;
-  prompt(video: NativeVideoHandle, frame: number, entries: NativePromptEntry[], rgb?: NativeFrame | null): Promise<NativeStepResult>;
+  prompt(
+    video: NativeVideoHandle,
+    frame: number,
+    entries: NativePromptEntry[],
+    rgb?: NativeFrame | null,
+    /** The frame's features encoded with keepBackbone (a text prompt's detector pass). */
+    features?: NativeImageFeatures | null,
+  ): Promise<NativeStepResult>;
   step(video: NativeVideoHandle, frame: number, reverse: boolean, rgb?: NativeFrame | null): Promise<NativeStepResult>;
   removeObject(video: NativeVideoHandle, objId: number): Promise<{ removed: boolean; memoryBytes: number }>;
   reset(video: NativeVideoHandle): Promise<number>;

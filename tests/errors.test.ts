@@ -121,7 +121,7 @@ describe('bad input', () => {
     const copy = path.join(dir, 'bundle');
     cpSync(bundle, copy, { recursive: true });
     const manifest = JSON.parse(readFileSync(path.join(copy, 'manifest.json'), 'utf8'));
-    const vision = path.join(copy, manifest.files.vision_encoder.path);
+    const vision = path.join(copy, manifest.files.vision_neck.path);
 
     await assert.rejects(Sam3Model.load(path.join(dir, 'nope')), expectCode(ErrorCode.Bundle, /manifest.json not found/));
 
@@ -130,17 +130,17 @@ describe('bad input', () => {
 
     // Same size, wrong bytes (the zip directory at the end of the .pt): the checksum catches it;
     // without the check, libtorch refuses the file.
-    copyFileSync(path.join(bundle, manifest.files.vision_encoder.path), vision);
+    copyFileSync(path.join(bundle, manifest.files.vision_neck.path), vision);
     const bytes = readFileSync(vision);
     bytes.fill(7, bytes.length - 300);
     writeFileSync(vision, bytes);
     await assert.rejects(Sam3Model.load(copy), expectCode(ErrorCode.Bundle, /does not match its sha256/));
-    await assert.rejects(Sam3Model.load(copy, { verify: false }), expectCode(ErrorCode.ModelLoad, /vision encoder/));
+    await assert.rejects(Sam3Model.load(copy, { verify: false }), expectCode(ErrorCode.ModelLoad, /vision neck/));
 
-    // A consistent manifest whose vision encoder is really the text encoder: loads, then fails its
+    // A consistent manifest whose vision neck is really the text encoder: loads, then fails its
     // warm-up with a clear error instead of crashing.
-    copyFileSync(path.join(bundle, manifest.files.vision_encoder.path), vision);
-    const swapped = { ...manifest, files: { ...manifest.files, vision_encoder: manifest.files.text_encoder } };
+    copyFileSync(path.join(bundle, manifest.files.vision_neck.path), vision);
+    const swapped = { ...manifest, files: { ...manifest.files, vision_neck: manifest.files.text_encoder } };
     writeFileSync(path.join(copy, 'manifest.json'), JSON.stringify(swapped));
     await assert.rejects(Sam3Model.load(copy), expectCode(ErrorCode.ModelLoad, /warm-up run/));
 

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { ErrorCode, Sam3Model } from '../src/index.js';
+import { decodeRle } from '../src/video/session.js';
 import type { FrameSource, RgbFrame, VideoInfo } from '../src/video/frames.js';
 import { fixture } from './helpers.js';
 
@@ -93,6 +94,56 @@ test('a text prompt makes one object per detection above the threshold, seeded w
     await session.dispose();
   }
   assert.equal(source.closed, true);
+});
+
+test('a text prompt runs the ViT once for detector and tracker, with the same tracking as a mask prompt on that frame', async () => {
+  const a = new MemorySource(5);
+  const b = new MemorySource(5);
+  const text = await model.openVideo(a);
+  const masks = await model.openVideo(b);
+  try {
+    const res = await text.addPrompt({ frameIndex: 1, text: 'red ball', threshold: 0 });
+    assert.ok(res.objIds.length > 0);
+    // The frame was read once: the tracker took its features from the detector's ViT output.
+    assert.equal(a.reads, 1);
+
+    // The same detections as mask prompts: the tracker computes the frame's features itself.
+    const frame = await b.frame(1);
+    const feats = await model.encodeImage({ rgb: frame.rgb, width: W, height: H });
+    const seg = await model.segment(feats, { text: 'red ball' }, { threshold: 0 });
+    feats.dispose();
+    assert.equal(seg.numMasks, res.objIds.length);
+    for (const [i, m] of seg.masks.entries()) {
+      await masks.addPrompt({ frameIndex: 1, objId: res.objIds[i], mask: decodeRle(m.counts, H, W) });
+    }
+    assert.ok(b.reads >= 2, 'the mask-prompted session read the frame for the tracker');
+
+    const run = async (s: typeof text) => {
+      const out = [];
+      for await (const f of s.propagate({ direction: 'forward', startFrameIndex: 1 })) out.push(f);
+      return out;
+    };
+    const got = await run(text);
+    const want = await run(masks);
+    assert.equal(got.length, 4);
+    // The text prompt encodes the memories of all its objects in one batched pass and the mask
+    // prompts one at a time, which moves float32 results in the last bits; anything else (a wrong
+    // ViT output, other features) would change masks and scores grossly.
+    for (const [i, f] of got.entries()) {
+      const w = want[i]!;
+      assert.equal(f.frameIndex, w.frameIndex);
+      assert.deepEqual(f.objects.map((o) => o.id), w.objects.map((o) => o.id));
+      for (const [j, o] of f.objects.entries()) {
+        const q = w.objects[j]!;
+        assert.deepEqual(o.mask, q.mask, `frame ${f.frameIndex}, object ${o.id}`);
+        assert.ok(Math.abs(o.logit - q.logit) < 1e-5, `frame ${f.frameIndex}, object ${o.id}: logit ${o.logit} vs ${q.logit}`);
+        for (let k = 0; k < 4; k++) assert.ok(Math.abs(o.box[k]! - q.box[k]!) < 1e-6);
+      }
+    }
+  } finally {
+    await text.dispose();
+    await masks.dispose();
+  }
 });
 
 test('removed objects stop being tracked and cannot be prompted again; reset clears everything', async () => {

@@ -4,8 +4,13 @@
 The pieces and their exact signatures (the C++ addon depends on them; inputs are positional tensors,
 outputs are tuples):
 
-* vision_encoder.pt  (pixel_values [B,3,R,R] bundle dtype) -> (f0, f1, f2, p0, p1, p2):
-  ``vision_encoder(pixel_values).fpn_hidden_states[:-1]`` and ``.fpn_position_encoding[:-1]``.
+* vision_backbone.pt (pixel_values [B,3,R,R] bundle dtype) -> (hidden [B,g*g,V],): the ViT,
+  ``vision_encoder.backbone(pixel_values).last_hidden_state``. It is its own piece because the video
+  tracker's neck reads the same ViT output: one copy of the ViT weights serves both, and a frame
+  that both the detector and the tracker need runs the ViT once.
+* vision_neck.pt     (hidden [B,g*g,V]) -> (f0, f1, f2, p0, p1, p2): the detector's FPN neck,
+  ``vision_encoder(pixel_values).fpn_hidden_states[:-1]`` and ``.fpn_position_encoding[:-1]`` from
+  the ViT output on (``Sam3VisionModel.forward`` after its backbone call).
 * text_encoder.pt    (input_ids int64 [N,L], attention_mask int64 [N,L]) -> (text_features [N,L,D],):
   ``Sam3Model.get_text_features(...).pooler_output``.
 * head_text.pt       (f0, f1, f2, p0, p1, p2, text_features [B,L,D], text_mask bool [B,L])
@@ -50,9 +55,9 @@ from .checkpoint_io import (
 from .tokenizer import TEXT_MAX_LENGTH, bundle_tokenizer_json
 from .tracker_export import TRACKER_FILES, export_tracker, has_tracker
 
-EXPORTER_VERSION = "1"
+EXPORTER_VERSION = "2"
 BUNDLE_FORMAT = "sam3-bundle"
-BUNDLE_FORMAT_VERSION = 1
+BUNDLE_FORMAT_VERSION = 2
 VISUAL_PROMPT = "visual"  # Sam3Processor's text for box-only prompts
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Traced vs eager: both run the same kernels, so differences are normally exactly 0; these bound
@@ -72,7 +77,34 @@ class UsageError(Exception):
 # ------------------------------------------------------------------------------------------ pieces
 
 
-class VisionEncoderPiece(nn.Module):
+class VisionBackbonePiece(nn.Module):
+    def __init__(self, vision_encoder):
+        super().__init__()
+        self.backbone = vision_encoder.backbone
+
+    def forward(self, pixel_values):
+        return (self.backbone(pixel_values).last_hidden_state,)
+
+
+def spatial(hidden: torch.Tensor, grid: int) -> torch.Tensor:
+    """[B, g*g, V] -> [B, V, g, g], as ``Sam3VisionModel.forward`` hands the ViT output to its neck."""
+    return hidden.view(hidden.shape[0], grid, grid, -1).permute(0, 3, 1, 2)
+
+
+class VisionNeckPiece(nn.Module):
+    def __init__(self, vision_encoder, grid: int):
+        super().__init__()
+        self.neck = vision_encoder.neck
+        self.grid = grid
+
+    def forward(self, hidden):
+        f, p = self.neck(spatial(hidden, self.grid))
+        return f[0], f[1], f[2], p[0], p[1], p[2]
+
+
+class VisionEncoderEager(nn.Module):
+    """The whole eager vision encoder: what backbone + neck together must reproduce."""
+
     def __init__(self, model):
         super().__init__()
         self.vision_encoder = model.vision_encoder
@@ -82,6 +114,16 @@ class VisionEncoderPiece(nn.Module):
         f = out.fpn_hidden_states[:-1]
         p = out.fpn_position_encoding[:-1]
         return f[0], f[1], f[2], p[0], p[1], p[2]
+
+
+def backbone_fingerprint(backbone: nn.Module) -> dict:
+    """sha256 of every ViT tensor: the tracker must read the very same ViT as the detector."""
+    import hashlib
+
+    out = {}
+    for name, t in backbone.state_dict().items():
+        out[name] = hashlib.sha256(t.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()
+    return out
 
 
 class TextEncoderPiece(nn.Module):
@@ -302,22 +344,32 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         return (torch.randn(*shape, generator=gen) * scale).to(device=dev, dtype=torch_dtype)
 
     with torch.no_grad():
-        # ---- vision encoder: trace at batch 2, check at batch 1.
+        # ---- vision: the ViT and the detector's neck, traced at batch 2 and checked at batch 1,
+        # together against the eager vision encoder.
         t0 = time.time()
-        piece = VisionEncoderPiece(model).eval()
+        grid = resolution // int(config.vision_config.backbone_config.patch_size)
+        backbone = VisionBackbonePiece(model.vision_encoder).eval()
+        neck = VisionNeckPiece(model.vision_encoder, grid).eval()
         x_trace = randn(2, 3, resolution, resolution)
-        log(f"tracing vision_encoder at {resolution}x{resolution}, batch 2")
-        traced = trace(piece, (x_trace,))
-        trace_out = traced(x_trace)
+        log(f"tracing vision_backbone at {resolution}x{resolution}, batch 2")
+        traced_backbone = trace(backbone, (x_trace,))
+        hidden = traced_backbone(x_trace)[0]
+        log("tracing vision_neck")
+        traced_neck = trace(neck, (hidden,))
+        trace_out = traced_neck(hidden)
         fpn_shapes = [list(t.shape[1:]) for t in trace_out[:3]]
         pos = [t[:1] for t in trace_out[3:]]  # position encodings do not depend on the image
-        del trace_out, x_trace
+        del trace_out, x_trace, hidden
         x_check = randn(1, 3, resolution, resolution)
-        diff = compare("vision_encoder", traced(x_check), piece(x_check), torch_dtype, "batch 1")
-        del x_check
-        save_script(traced, os.path.join(out, "vision_encoder.pt"))
-        del traced, piece
-        log(f"vision_encoder: fpn {fpn_shapes}, traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
+        hidden = traced_backbone(x_check)[0]
+        diff = compare("vision_backbone", (hidden,), backbone(x_check), torch_dtype, "batch 1")
+        diff = max(diff, compare("vision_neck", traced_neck(hidden), VisionEncoderEager(model)(x_check), torch_dtype, "backbone + neck vs the eager vision encoder, batch 1"))
+        backbone_width = int(hidden.shape[-1])
+        del x_check, hidden
+        save_script(traced_backbone, os.path.join(out, "vision_backbone.pt"))
+        save_script(traced_neck, os.path.join(out, "vision_neck.pt"))
+        del traced_backbone, traced_neck, backbone, neck
+        log(f"vision_backbone + vision_neck: vit {grid}x{grid}x{backbone_width}, fpn {fpn_shapes}, traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
 
         # ---- text encoder: trace at N=2, L=32; check at N=3, L=32 and N=1, L=16.
         t0 = time.time()
@@ -396,9 +448,10 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
     # ---- the video tracker (sam3_video checkpoints, like facebook/sam3).
     video = None
     if has_tracker(raw_config):
+        fingerprint = backbone_fingerprint(model.vision_encoder.backbone)
         del model  # the tracker loads its own copy of the ViT; free the detector first
         log("exporting the video tracker")
-        video = export_tracker(folder, out, dev, torch_dtype, resolution, log, trace, compare, save_script)
+        video = export_tracker(folder, out, dev, torch_dtype, resolution, log, trace, compare, save_script, fingerprint)
     else:
         log("no video tracker in this checkpoint (model_type sam3): the bundle serves images only")
 
@@ -429,6 +482,7 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         "dtype": dtype,
         "resolution": resolution,
         "patch_size": int(config.vision_config.backbone_config.patch_size),
+        "vit": {"grid": grid, "hidden_size": backbone_width},
         "mask_size": mask_size,
         "num_queries": int(config.detr_decoder_config.num_queries),
         "hidden_size": hidden,
@@ -436,14 +490,16 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         "normalization": {"mean": prep["mean"], "std": prep["std"]},
         "fpn_shapes": fpn_shapes,
         "files": {
-            "vision_encoder": file_entry(out, "vision_encoder.pt"),
+            "vision_backbone": file_entry(out, "vision_backbone.pt"),
+            "vision_neck": file_entry(out, "vision_neck.pt"),
             "text_encoder": file_entry(out, "text_encoder.pt"),
             "head_text": file_entry(out, "head_text.pt"),
             "head_text_boxes": file_entry(out, "head_text_boxes.pt"),
             "tokenizer": file_entry(out, "tokenizer.json"),
         },
         "signatures": {
-            "vision_encoder": "(pixel_values[B,3,R,R] dtype) -> (f0, f1, f2, p0, p1, p2)",
+            "vision_backbone": "(pixel_values[B,3,R,R] dtype) -> (hidden[B,g*g,V],)",
+            "vision_neck": "(hidden[B,g*g,V]) -> (f0, f1, f2, p0, p1, p2)",
             "text_encoder": "(input_ids int64[N,L], attention_mask int64[N,L]) -> (text_features[N,L,D],)",
             "head_text": "(f0, f1, f2, p0, p1, p2, text_features[B,L,D], text_mask bool[B,L]) -> (pred_logits[B,Q], pred_boxes[B,Q,4] xyxy, presence_logits[B,1], pred_masks[B,Q,M,M])",
             "head_text_boxes": "(f0, f1, f2, p0, p1, p2, text_features[B,L,D], text_mask bool[B,L], input_boxes[B,K,4] cxcywh, input_boxes_labels int64[B,K] 1/0/-10 pad) -> (pred_logits, pred_boxes, presence_logits, pred_masks)",

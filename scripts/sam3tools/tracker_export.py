@@ -4,8 +4,10 @@ native/video.cc and mirrors ``Sam3TrackerVideoModel.forward``).
 
 Pieces (inputs positional, outputs tuples; C = hidden size, g = resolution / patch, R = resolution):
 
-* tracker_vision.pt   (pixel_values [1,3,R,R]) -> (s0 [1,C/8,4g,4g], s1 [1,C/4,2g,2g], top [1,C,g,g],
-  top_pos [1,C,g,g]): ``get_image_features`` (shared ViT, tracker FPN neck, conv_s0/conv_s1), kept NCHW.
+* tracker_neck.pt     (hidden [1,g*g,V]: the output of the bundle's vision_backbone.pt) -> (s0 [1,C/8,4g,4g],
+  s1 [1,C/4,2g,2g], top [1,C,g,g], top_pos [1,C,g,g]): ``get_image_features`` after the ViT (tracker FPN
+  neck, conv_s0/conv_s1), kept NCHW. The ViT itself is not here: transformers maps the detector's ViT
+  onto the tracker, and the exporter checks the two are the same tensors, so the bundle keeps one copy.
 * tracker_decode_multi.pt / tracker_decode_single.pt  (s0, s1, pix_feat [B,C,g,g], points [B,1,N,2]
   in model pixels, labels int32 [B,1,N]) -> (low_res_masks [B,1,4g,4g], high_res_masks [B,1,R,R],
   object_pointer [B,C], object_score_logits [B,1,1]): ``_single_frame_forward`` with
@@ -30,7 +32,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import List
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -40,19 +42,31 @@ from torch import nn
 # --------------------------------------------------------------------------------------- traced pieces
 
 
-class TrackerVisionPiece(nn.Module):
+class TrackerNeckPiece(nn.Module):
+    def __init__(self, tracker, grid: int):
+        super().__init__()
+        self.neck = tracker.vision_encoder.neck
+        self.mask_decoder = tracker.mask_decoder  # conv_s0, conv_s1
+        self.grid = grid
+
+    def forward(self, hidden):
+        x = hidden.view(hidden.shape[0], self.grid, self.grid, -1).permute(0, 3, 1, 2)
+        f, p = self.neck(x)
+        return self.mask_decoder.conv_s0(f[0]), self.mask_decoder.conv_s1(f[1]), f[2], p[2]
+
+
+class TrackerVisionEager(nn.Module):
+    """The tracker's whole eager ``get_image_features`` (NCHW): what backbone + tracker_neck reproduce."""
+
     def __init__(self, tracker):
         super().__init__()
         self.vision_encoder = tracker.vision_encoder
-        self.mask_decoder = tracker.mask_decoder  # conv_s0, conv_s1
-        self.sizes = [tuple(s) for s in tracker.config.vision_config.backbone_feature_sizes]
+        self.mask_decoder = tracker.mask_decoder
 
     def forward(self, pixel_values):
         out = self.vision_encoder(pixel_values, return_dict=True)
         f = out.fpn_hidden_states
-        s0 = self.mask_decoder.conv_s0(f[0])
-        s1 = self.mask_decoder.conv_s1(f[1])
-        return s0, s1, f[2], out.fpn_position_encoding[2]
+        return self.mask_decoder.conv_s0(f[0]), self.mask_decoder.conv_s1(f[1]), f[2], out.fpn_position_encoding[2]
 
 
 class _TrackerMethods(nn.Module):
@@ -182,9 +196,13 @@ class _MemoryLayer(nn.Module):
         if "relu" not in act:
             raise ValueError(f"memory attention activation {act} is not supported by the scripted re-implementation (ReLU only)")
 
-    def forward(self, queries, keys, key_pos, cos, sin, num_k_exclude_rope: int):
+    def self_part(self, queries, cos, sin):
         q = self.layer_norm1(queries)
-        queries = queries + self.self_attn(q, q, q, cos, sin, 0)
+        return queries + self.self_attn(q, q, q, cos, sin, 0)
+
+    def forward(self, queries, keys, key_pos, cos, sin, num_k_exclude_rope: int, self_done: bool):
+        if not self_done:
+            queries = self.self_part(queries, cos, sin)
         q = self.layer_norm2(queries)
         queries = queries + self.cross_attn_image(q, keys + key_pos, keys, cos, sin, num_k_exclude_rope)
         q = self.layer_norm3(queries)
@@ -217,7 +235,16 @@ class MemoryAttentionScript(nn.Module):
         x = top.flatten(2).permute(2, 0, 1) + self.no_memory_embedding
         return x.permute(1, 2, 0).reshape(b, c, h, w)
 
-    def forward(self, top, top_pos, mem, mem_pos, mem_offsets, pointers, pointer_offsets, max_pointers: int):
+    @torch.jit.export
+    def first_self_attention(self, top, top_pos):
+        """The first layer's self-attention: it reads only the frame's features, so every object of
+        a frame shares it (pass it to forward as ``first``)."""
+        current = top.flatten(2).permute(2, 0, 1)
+        current_pos = top_pos.flatten(2).permute(2, 0, 1)
+        out = (current + 0.1 * current_pos).transpose(0, 1).unsqueeze(1)
+        return self.layers[0].self_part(out, self.rope_cos, self.rope_sin)
+
+    def forward(self, top, top_pos, mem, mem_pos, mem_offsets, pointers, pointer_offsets, max_pointers: int, first: Optional[torch.Tensor] = None):
         b, c, h, w = top.shape
         hw = h * w
         current = top.flatten(2).permute(2, 0, 1)  # [HW,1,C]
@@ -258,8 +285,13 @@ class MemoryAttentionScript(nn.Module):
         keys = memory.transpose(0, 1).unsqueeze(1)
         key_pos = memory_pos.transpose(0, 1).unsqueeze(1)
         out = output.unsqueeze(1)
+        i = 0
         for layer in self.layers:
-            out = layer(out, keys, key_pos, self.rope_cos, self.rope_sin, num_ptr_tokens)
+            if i == 0 and first is not None:
+                out = layer(first, keys, key_pos, self.rope_cos, self.rope_sin, num_ptr_tokens, True)
+            else:
+                out = layer(out, keys, key_pos, self.rope_cos, self.rope_sin, num_ptr_tokens, False)
+            i += 1
         out = self.layer_norm(out)  # [1,1,HW,C]
         return out.squeeze(1).transpose(1, 2).reshape(b, c, h, w)
 
@@ -333,7 +365,7 @@ def has_tracker(raw_config: dict) -> bool:
     return raw_config.get("model_type") == "sam3_video"
 
 
-def export_tracker(folder: str, out: str, dev, torch_dtype, resolution: int, log, trace, compare, save_script) -> dict:
+def export_tracker(folder: str, out: str, dev, torch_dtype, resolution: int, log, trace, compare, save_script, fingerprint: dict | None = None) -> dict:
     """Writes the tracker pieces into ``out``; returns the manifest's ``video`` section (without files)."""
     t_all = time.time()
     tracker = load_tracker(folder, torch_dtype, dev)
@@ -349,15 +381,24 @@ def export_tracker(folder: str, out: str, dev, torch_dtype, resolution: int, log
     result = {}
     with torch.no_grad():
         t0 = time.time()
-        piece = TrackerVisionPiece(tracker).eval()
-        traced = trace(piece, (randn(1, 3, resolution, resolution),))
+        if fingerprint is not None:
+            from .checkpoint_io import CheckpointError
+            from .export import backbone_fingerprint
+
+            if backbone_fingerprint(tracker.vision_encoder.backbone) != fingerprint:
+                raise CheckpointError("the video tracker's ViT differs from the detector's in this checkpoint; this bundle format shares one ViT between them")
+        piece = TrackerNeckPiece(tracker, g).eval()
+        backbone = tracker.vision_encoder.backbone
         x = randn(1, 3, resolution, resolution)
-        diff = compare("tracker_vision", traced(x), piece(x), torch_dtype, "new frame")
-        feats = piece(x)
+        traced = trace(piece, (backbone(x).last_hidden_state,))
+        x = randn(1, 3, resolution, resolution)
+        diff = compare("tracker_neck", traced(backbone(x).last_hidden_state), TrackerVisionEager(tracker)(x), torch_dtype, "ViT + tracker_neck vs the eager tracker vision features, new frame")
+        feats = traced(backbone(x).last_hidden_state)
         s0_shape, s1_shape = list(feats[0].shape[1:]), list(feats[1].shape[1:])
-        save_script(traced, os.path.join(out, "tracker_vision.pt"))
-        del traced, piece
-        log(f"tracker_vision: s0 {s0_shape}, s1 {s1_shape}, top {[c, g, g]}, traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
+        save_script(traced, os.path.join(out, "tracker_neck.pt"))
+        del traced, piece, backbone, feats
+        tracker.vision_encoder = None  # the ViT is in vision_backbone.pt; free this copy
+        log(f"tracker_neck: s0 {s0_shape}, s1 {s1_shape}, top {[c, g, g]}, traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
 
         def feat_batch(b):
             return randn(b, *s0_shape), randn(b, *s1_shape), randn(b, c, g, g)
@@ -431,6 +472,8 @@ def export_tracker(folder: str, out: str, dev, torch_dtype, resolution: int, log
             want = eager_memory_conditioning(tracker, top, top_pos, mem, mem_pos, offsets, pointers, poff, max_ptr)
             got = script(top, top_pos, mem, mem_pos, offsets, pointers, poff, max_ptr)
             diff = max(diff, compare("memory_attention", got, want, torch_dtype, f"{frames} memory frames, {ptrs} pointers"))
+            shared = script(top, top_pos, mem, mem_pos, offsets, pointers, poff, max_ptr, script.first_self_attention(top, top_pos))
+            diff = max(diff, compare("memory_attention", shared, want, torch_dtype, f"{frames} memory frames, {ptrs} pointers, shared first self-attention"))
         top = randn(1, c, g, g)
         want = (top.flatten(2).permute(2, 0, 1) + tracker.no_memory_embedding).permute(1, 2, 0).view(1, c, g, g)
         diff = max(diff, compare("memory_attention.no_memory", script.no_memory(top), want, torch_dtype, "no memory"))
@@ -458,7 +501,7 @@ def export_tracker(folder: str, out: str, dev, torch_dtype, resolution: int, log
 
 
 TRACKER_FILES = (
-    "tracker_vision",
+    "tracker_neck",
     "tracker_decode_multi",
     "tracker_decode_single",
     "tracker_mask_prompt",

@@ -4,7 +4,7 @@
  * decoded lazily from a FrameSource; the native side caches their vision features (bounded) and
  * asks for a frame's pixels only when it does not hold its features.
  */
-import type { Box, RleMask, Sam3Model } from '../model.js';
+import type { Box, ImageFeatures, RleMask, Sam3Model } from '../model.js';
 import { validateBox, validateThreshold } from '../model.js';
 import { ErrorCode, Sam3Error, callNative, invalid } from '../errors.js';
 import type { NativeFrame, NativePromptEntry, NativeStepResult, NativeTracker, NativeVideoHandle } from '../native.js';
@@ -190,13 +190,21 @@ export class VideoSession {
     const frame = this.frameIndex(prompt?.frameIndex, 'frameIndex');
     const hasGeometry = prompt.box !== undefined || (prompt.points !== undefined && prompt.points.length > 0);
     let entries: NativePromptEntry[];
+    // A text prompt's image features: their ViT output gives the tracker this frame's features
+    // without running the ViT a second time.
+    let detected: ImageFeatures | undefined;
     if (prompt.text !== undefined) {
       if (hasGeometry) throw invalid('a text prompt cannot be combined with a box or points in one request: send them separately');
       if (prompt.objId !== undefined && prompt.objId !== null) throw invalid('a text prompt creates new objects: leave objId out');
       if (typeof prompt.text !== 'string' || prompt.text.trim() === '') throw invalid('text must be a non-empty string');
       const threshold = prompt.threshold === undefined ? 0.5 : validateThreshold(prompt.threshold);
-      entries = await this.detect(frame, prompt.text, threshold);
-      if (entries.length === 0) return { frameIndex: frame, objId: null, objIds: [], masks: [], boxes: [], scores: [], logits: [] };
+      const found = await this.detect(frame, prompt.text, threshold);
+      entries = found.entries;
+      if (entries.length === 0) {
+        found.features.dispose();
+        return { frameIndex: frame, objId: null, objIds: [], masks: [], boxes: [], scores: [], logits: [] };
+      }
+      detected = found.features;
     } else if (prompt.mask !== undefined) {
       if (hasGeometry) throw invalid('a mask prompt cannot be combined with a box or points');
       if (!(prompt.mask instanceof Uint8Array) || prompt.mask.length !== this.info.width * this.info.height) {
@@ -224,8 +232,13 @@ export class VideoSession {
       }
       entries = [{ objId: id, points: Float64Array.from(coords), labels: Int32Array.from(labels) }];
     }
-    this.ready('addPrompt');
-    const res = await this.withFrame(frame, (rgb) => this.tracker.prompt(this.handle, frame, entries, rgb));
+    let res: NativeStepResult;
+    try {
+      this.ready('addPrompt');
+      res = await this.withFrame(frame, (rgb) => this.tracker.prompt(this.handle, frame, entries, rgb, detected?.native));
+    } finally {
+      detected?.dispose();
+    }
     for (const e of entries) {
       if (!this.objectIds.includes(e.objId)) this.objectIds.push(e.objId);
       let frames = this.promptFrames.get(e.objId);
@@ -359,14 +372,16 @@ export class VideoSession {
     return objId;
   }
 
-  private async detect(frame: number, text: string, threshold: number): Promise<NativePromptEntry[]> {
+  private async detect(frame: number, text: string, threshold: number): Promise<{ entries: NativePromptEntry[]; features: ImageFeatures }> {
     const rgb = await this.source.frame(frame);
-    const features = await this.model.encodeImage({ rgb: rgb.rgb, width: rgb.width, height: rgb.height });
+    const [features] = await this.model.encodeImages([{ rgb: rgb.rgb, width: rgb.width, height: rgb.height }], { keepBackbone: true });
     try {
-      const seg = await this.model.segment(features, { text }, { threshold });
-      return seg.masks.map((m) => ({ objId: this.objectIdFor(undefined), mask: decodeRle(m.counts, m.size[0], m.size[1]) }));
-    } finally {
-      features.dispose();
+      const seg = await this.model.segment(features!, { text }, { threshold });
+      const entries = seg.masks.map((m) => ({ objId: this.objectIdFor(undefined), mask: decodeRle(m.counts, m.size[0], m.size[1]) }));
+      return { entries, features: features! };
+    } catch (err) {
+      features!.dispose();
+      throw err;
     }
   }
 

@@ -228,20 +228,21 @@ class ExportTest(unittest.TestCase):
         with open(os.path.join(self.bundle, "manifest.json")) as fh:
             m = json.load(fh)
         self.assertEqual(m, self.manifest)
-        self.assertEqual((m["format"], m["format_version"]), ("sam3-bundle", 1))
+        self.assertEqual((m["format"], m["format_version"]), ("sam3-bundle", 2))
         self.assertEqual(m["source"]["model_type"], "sam3")
         self.assertEqual((m["device"], m["dtype"]), ("cpu", "float32"))
         self.assertEqual((m["resolution"], m["patch_size"], m["mask_size"]), (112, 14, 32))
         self.assertEqual((m["num_queries"], m["hidden_size"]), (20, 128))
         self.assertEqual((m["video"]["hidden_size"], m["video"]["memory_dim"], m["video"]["feature_size"]), (128, 64, 8))
-        for name in ("tracker_vision", "tracker_decode_multi", "tracker_decode_single", "tracker_mask_prompt", "memory_encoder", "memory_encoder_points", "memory_attention"):
+        self.assertEqual(m["vit"], {"grid": 8, "hidden_size": 32})
+        for name in ("tracker_neck", "tracker_decode_multi", "tracker_decode_single", "tracker_mask_prompt", "memory_encoder", "memory_encoder_points", "memory_attention"):
             self.assertIn(name, m["files"])
         self.assertEqual(m["text"], {"max_length": 32, "pad_token_id": 49407, "visual_prompt": "visual"})
         self.assertEqual(m["normalization"], {"mean": [127.5] * 3, "std": [127.5] * 3})
         self.assertEqual(m["fpn_shapes"], [[128, 32, 32], [128, 16, 16], [128, 8, 8]])
         self.assertEqual(
             set(m["files"]),
-            {"vision_encoder", "text_encoder", "head_text", "head_text_boxes", "tokenizer", "tracker_vision", "tracker_decode_multi",
+            {"vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes", "tokenizer", "tracker_neck", "tracker_decode_multi",
              "tracker_decode_single", "tracker_mask_prompt", "memory_encoder", "memory_encoder_points", "memory_attention"},
         )
         for entry in m["files"].values():
@@ -252,10 +253,13 @@ class ExportTest(unittest.TestCase):
 
     def test_pieces_hold_only_their_own_weights(self):
         names = {}
-        for piece in ("vision_encoder", "text_encoder", "head_text", "head_text_boxes"):
+        for piece in ("vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes", "tracker_neck"):
             module = jit_load(os.path.join(self.bundle, f"{piece}.pt"))
             names[piece] = {n.split(".")[0] for n, _ in module.named_parameters()}
-        self.assertEqual(names["vision_encoder"], {"vision_encoder"})
+        # One ViT in the bundle: the tracker's neck reads vision_backbone's output.
+        self.assertEqual(names["vision_backbone"], {"backbone"})
+        self.assertEqual(names["vision_neck"], {"neck"})
+        self.assertEqual(names["tracker_neck"], {"neck", "mask_decoder"})
         self.assertEqual(names["text_encoder"], {"text_encoder", "text_projection"})
         head = {"detr_encoder", "detr_decoder", "mask_decoder", "dot_product_scoring"}
         self.assertEqual(names["head_text"], head)
@@ -268,7 +272,7 @@ class ExportTest(unittest.TestCase):
 
         model, _ = load_model(self.checkpoint)
         tokenizer = AutoTokenizer.from_pretrained(self.checkpoint)
-        pieces = {p: jit_load(os.path.join(self.bundle, f"{p}.pt")) for p in ("vision_encoder", "text_encoder", "head_text", "head_text_boxes")}
+        pieces = {p: jit_load(os.path.join(self.bundle, f"{p}.pt")) for p in ("vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes")}
 
         gen = torch.Generator().manual_seed(3)
         pixel_values = torch.rand(3, 3, 112, 112, generator=gen) * 2 - 1
@@ -285,7 +289,7 @@ class ExportTest(unittest.TestCase):
         labels = torch.tensor([[1, 0], [1, -10], [0, 1]])
 
         with torch.no_grad():
-            feats = pieces["vision_encoder"](pixel_values)
+            feats = pieces["vision_neck"](*pieces["vision_backbone"](pixel_values))
             (text,) = pieces["text_encoder"](enc["input_ids"], enc["attention_mask"])
             mask = enc["attention_mask"].bool()
             got_text = pieces["head_text"](*feats, text, mask)
