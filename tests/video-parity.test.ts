@@ -2,6 +2,10 @@
  * Video tracking parity: our native tracking loop against transformers' eager Sam3TrackerVideoModel
  * on the same tiny random weights and frames — box, point and mask prompts, 1 and 3 objects,
  * forward, reverse and both, per-frame masks and object scores.
+ *
+ * Other weights (a full-size checkpoint, a GPU bundle): SAM3_VIDEO_PARITY_CHECKPOINT and
+ * SAM3_VIDEO_PARITY_BUNDLE (the checkpoint's exported bundle) replace the tiny fixture, and
+ * SAM3_VIDEO_PARITY_FRAMES shortens the video (cases prompting beyond it are left out).
  */
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
@@ -17,7 +21,7 @@ import { decodeRle, fixture, pixelDiff, py, tempDir } from './helpers.js';
 
 const W = 96;
 const H = 72;
-const FRAMES = 8;
+const FRAMES = Number(process.env.SAM3_VIDEO_PARITY_FRAMES ?? 8);
 
 /** Frame t: a red disc moving right, a green bar moving left, a textured background. */
 function frameRgb(t: number): Uint8Array {
@@ -63,7 +67,7 @@ type Step =
   | { op: 'prompt'; frame: number; obj_id: number; box?: number[]; points?: number[][]; labels?: number[]; mask?: string }
   | { op: 'propagate'; start: number; max_frames: number | null; reverse: boolean };
 
-const CASES: Array<{ name: string; steps: Step[] }> = [
+const ALL_CASES: Array<{ name: string; steps: Step[] }> = [
   {
     name: 'box_forward_1',
     steps: [
@@ -108,6 +112,8 @@ const CASES: Array<{ name: string; steps: Step[] }> = [
   },
 ];
 
+const CASES = ALL_CASES.filter((c) => c.steps.every((s) => (s.op === 'prompt' ? s.frame : s.start) < FRAMES));
+
 interface RefFrame {
   frame: number;
   obj_ids: number[];
@@ -119,7 +125,10 @@ let model: Sam3Model;
 let ref: { cases: Record<string, Array<{ frames: RefFrame[] }>> };
 
 before(async () => {
-  const fx = await fixture();
+  const custom = process.env.SAM3_VIDEO_PARITY_CHECKPOINT;
+  const fx = custom ? { checkpoint: custom, bundle: process.env.SAM3_VIDEO_PARITY_BUNDLE ?? '' } : await fixture();
+  assert.ok(fx.bundle, 'SAM3_VIDEO_PARITY_BUNDLE must name the bundle exported from SAM3_VIDEO_PARITY_CHECKPOINT');
+  assert.ok(Number.isInteger(FRAMES) && FRAMES >= 2 && FRAMES <= 8, 'SAM3_VIDEO_PARITY_FRAMES must be 2 to 8');
   const dir = await tempDir('sam3-video-parity-');
   const names: string[] = [];
   for (let t = 0; t < FRAMES; t++) {
