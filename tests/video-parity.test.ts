@@ -227,5 +227,6 @@ test('video parity summary', () => {
   console.log(
     `video parity: ${summary.frames} frame outputs, ${summary.identical}/${summary.masks} masks identical, worst mask ${summary.worstPixels} px, worst score-logit diff ${summary.worstLogit.toExponential(2)}`,
   );
-  assert.ok(summary.masks > 40);
+  // Every case compared its masks (a shortened video leaves cases out and has fewer frames).
+  assert.ok(summary.masks > (CASES.length === ALL_CASES.length ? 40 : CASES.length));
 });
