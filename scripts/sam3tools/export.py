@@ -251,6 +251,17 @@ def save_script(module: torch.jit.ScriptModule, path: str) -> None:
     os.replace(tmp, path)
 
 
+def files_of_manifest(path: str) -> list[str]:
+    """The plain file names a bundle manifest lists (nothing outside its folder); [] if unreadable."""
+    try:
+        with open(path) as fh:
+            files = json.load(fh).get("files", {})
+        names = [entry["path"] for entry in files.values()]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return []
+    return [n for n in names if isinstance(n, str) and n == os.path.basename(n) and n not in ("", ".", "..")]
+
+
 def save_atomic_bytes(path: str, data: bytes) -> None:
     tmp = path + ".tmp"
     with open(tmp, "wb") as fh:
@@ -333,7 +344,9 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
 
     os.makedirs(out, exist_ok=True)
     manifest_path = os.path.join(out, "manifest.json")
+    previous_files = []
     if os.path.exists(manifest_path):
+        previous_files = files_of_manifest(manifest_path)
         os.remove(manifest_path)  # a half-replaced bundle must not look complete
         log(f"replacing the bundle in {out}")
 
@@ -511,5 +524,12 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
             manifest["files"][name] = file_entry(out, f"{name}.pt")
     # Written last and atomically: a bundle with a manifest is complete.
     save_atomic_bytes(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    # Pieces of the bundle this one replaced that it no longer has (an older format's
+    # vision_encoder.pt, say: 1.8 GB at full size). Only files the old manifest listed.
+    kept = {entry["path"] for entry in manifest["files"].values()}
+    for rel in previous_files:
+        if rel not in kept and os.path.isfile(os.path.join(out, rel)):
+            os.remove(os.path.join(out, rel))
+            log(f"removed {rel}, a piece of the replaced bundle this one does not use")
     log(f"bundle written to {out} in {time.time() - start:.1f} s")
     return manifest

@@ -187,6 +187,32 @@ class ExportTest(unittest.TestCase):
         self.assertEqual(code, 2, err)
         self.assertIn("must not be the checkpoint folder", err)
 
+    def test_replacing_a_bundle_removes_the_pieces_it_no_longer_has(self):
+        """Exporting over an older bundle removes what only the old manifest listed (a format-1
+        vision_encoder.pt would otherwise stay behind: 1.8 GB at full size), nothing else."""
+        from sam3tools.export import export_bundle
+
+        out = os.path.join(self.tmp, "replaced-bundle")
+        shutil.copytree(self.bundle, out)
+        with open(os.path.join(out, "manifest.json")) as fh:
+            old = json.load(fh)
+        old["files"]["vision_encoder"] = {"path": "vision_encoder.pt", "sha256": "0" * 64, "bytes": 3}
+        old["files"]["escape"] = {"path": "../outside.txt", "sha256": "0" * 64, "bytes": 3}
+        with open(os.path.join(out, "manifest.json"), "w") as fh:
+            json.dump(old, fh)
+        for name in ("vision_encoder.pt", "notes.txt"):
+            with open(os.path.join(out, name), "w") as fh:
+                fh.write("old")
+        outside = os.path.join(self.tmp, "outside.txt")
+        with open(outside, "w") as fh:
+            fh.write("not the bundle's")
+        export_bundle(self.checkpoint, out)
+        self.assertFalse(os.path.exists(os.path.join(out, "vision_encoder.pt")))
+        self.assertTrue(os.path.exists(os.path.join(out, "notes.txt")), "a file the old manifest did not list stays")
+        self.assertTrue(os.path.exists(outside), "a path outside the bundle is never touched")
+        with open(os.path.join(out, "manifest.json")) as fh:
+            self.assertEqual(set(json.load(fh)["files"]), set(self.manifest["files"]))
+
     def test_loads_plain_sam3_layout_like_the_video_one(self):
         """The tiny checkpoint has facebook/sam3's layout (sam3_video: detector + tracker, prefixed
         weights); an image-only sam3 folder with the same detector weights loads identically and
