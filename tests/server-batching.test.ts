@@ -50,6 +50,17 @@ describe('dynamic batching', () => {
     assert.ok(singles < passes, 'at least one pass held more than one image');
     assert.ok((metric(m1, 'sam3_inference_stage_seconds_count', { stage: 'queue_wait' }) ?? 0) >= n);
   });
+
+  it('a lone request on an idle engine does not wait the batching window', async () => {
+    const m0 = await metrics(srv.base);
+    const r = await postJson(srv.base, '/api/v1/image/segment', { image: b64(await pngImage(40, 40, 399)), prompts: [text('car')] });
+    assert.equal(r.status, 200, r.text);
+    const m1 = await metrics(srv.base);
+    const stage = (name: string, m: typeof m0) => metric(m, name, { stage: 'queue_wait' }) ?? 0;
+    assert.equal(stage('sam3_inference_stage_seconds_count', m1) - stage('sam3_inference_stage_seconds_count', m0), 1);
+    const waited = stage('sam3_inference_stage_seconds_sum', m1) - stage('sam3_inference_stage_seconds_sum', m0);
+    assert.ok(waited < 0.05, `waited ${waited} s of the 0.1 s window`);
+  });
 });
 
 describe('bounded queue', () => {

@@ -18,7 +18,7 @@ function fakeFeatures(img: RgbImage): ImageFeatures {
   return { width: img.rgb[0]!, height: 1, bytes: 1, disposed: false, dispose() {} } as unknown as ImageFeatures;
 }
 
-function harness(options: { maxBatchSize: number; batchWaitMs: number; passMs?: number; failTag?: number }) {
+function harness(options: { maxBatchSize: number; batchWaitMs: number; passMs?: number; failTag?: number; incoming?: () => number }) {
   const calls: number[][] = [];
   const reports: BatchReport[] = [];
   const batcher = new EncodeBatcher(
@@ -28,7 +28,7 @@ function harness(options: { maxBatchSize: number; batchWaitMs: number; passMs?: 
       if (images.some((i) => i.rgb[0] === options.failTag)) throw new Error(`image ${options.failTag} is bad`);
       return images.map(fakeFeatures);
     },
-    { maxBatchSize: options.maxBatchSize, batchWaitMs: options.batchWaitMs, onBatch: (r) => reports.push(r) },
+    { maxBatchSize: options.maxBatchSize, batchWaitMs: options.batchWaitMs, onBatch: (r) => reports.push(r), ...(options.incoming ? { incoming: options.incoming } : {}) },
   );
   return { batcher, calls, reports };
 }
@@ -84,5 +84,37 @@ describe('EncodeBatcher', () => {
     );
     assert.match(String((settled[1] as PromiseRejectedResult).reason), /image 2 is bad/);
     assert.deepEqual(calls, [[1, 2, 3], [1], [2], [3]]);
+  });
+
+  it('with nothing announced, a lone job on an idle engine runs at once, without the window', async () => {
+    const { batcher, calls, reports } = harness({ maxBatchSize: 8, batchWaitMs: 10_000, incoming: () => 0 });
+    const done = batcher.submit(image(1));
+    // Dispatched synchronously: no timer stands between the job and the encoder.
+    assert.deepEqual(calls, [[1]]);
+    assert.equal(batcher.running, 1);
+    await done;
+    assert.ok(reports[0]!.waits[0]! < 1, `waited ${reports[0]!.waits[0]} s`);
+  });
+
+  it('a job waits for announced companions and shares their pass; a cancelled one stops the wait', async () => {
+    let announced = 2;
+    const { batcher, calls } = harness({ maxBatchSize: 8, batchWaitMs: 10_000, incoming: () => announced });
+    announced--; // image 1 submitted, image 2 still decoding
+    const first = batcher.submit(image(1));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(calls, [], 'waits for the announced image');
+    announced--;
+    const second = batcher.submit(image(2));
+    assert.deepEqual(calls, [[1, 2]], 'the last expected image closes the batch at once');
+    await Promise.all([first, second]);
+
+    announced = 1; // image 3 submitted while image 4 decodes; then image 4's decode fails
+    const third = batcher.submit(image(3));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(calls.length, 1);
+    announced = 0;
+    batcher.poke();
+    assert.deepEqual(calls[1], [3]);
+    await third;
   });
 });

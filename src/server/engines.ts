@@ -24,10 +24,18 @@ export interface Ticket {
   release(): void;
 }
 
+/** An image on its way to a worker's encoder (being decoded): the batcher waits for it. */
+export interface PendingImage {
+  submit(image: RgbImage): Promise<ImageFeatures>;
+  /** The image will not come (its decode failed); a no-op once submitted. */
+  cancel(): void;
+}
+
 export class Worker {
   readonly batcher: EncodeBatcher;
   readonly cache: FeatureCache | undefined;
   private reserved = 0;
+  private announced = 0;
 
   constructor(
     readonly index: number,
@@ -41,6 +49,7 @@ export class Worker {
     this.batcher = new EncodeBatcher((images) => this.model.encodeImages(images), {
       maxBatchSize: config.batching.maxBatchSize,
       batchWaitMs: config.batching.batchWaitMs,
+      incoming: () => this.announced,
       onBatch: (r) => hooks.onBatch?.(this.label, r),
     });
     const fc = config.featureCache;
@@ -71,8 +80,29 @@ export class Worker {
     };
   }
 
-  encode(image: RgbImage): Promise<ImageFeatures> {
-    return this.batcher.submit(image);
+  /**
+   * Announces an image that will be submitted once decoded, so that jobs already queued wait for
+   * it (within BATCH_WAIT_MS) and share its encoder pass; with nothing announced, a lone job on an
+   * idle engine runs at once.
+   */
+  expectImage(): PendingImage {
+    this.announced++;
+    let open = true;
+    const settle = () => {
+      if (!open) return false;
+      open = false;
+      this.announced--;
+      return true;
+    };
+    return {
+      submit: (image) => {
+        settle();
+        return this.batcher.submit(image);
+      },
+      cancel: () => {
+        if (settle()) this.batcher.poke();
+      },
+    };
   }
 
   dispose(): void {

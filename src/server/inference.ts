@@ -99,6 +99,7 @@ export class InferenceService {
       throw err;
     }
     const { worker, ticket } = admitted;
+    const pending = worker.expectImage();
     worker.cache?.recordMiss();
     let settle: () => void = () => {};
     if (this.cacheEnabled) this.inflight.set(imageId, new Promise<void>((resolve) => (settle = resolve)));
@@ -106,12 +107,13 @@ export class InferenceService {
       const t0 = performance.now();
       const image = await decodeImage(bytes, { maxPixels: this.config.limits.maxImagePixels });
       this.metrics.observeStage('decode', worker.label, (performance.now() - t0) / 1000);
-      const features = await worker.encode({ rgb: image.data, width: image.width, height: image.height });
+      const features = await pending.submit({ rgb: image.data, width: image.width, height: image.height });
       log.debug({ device: worker.label, width: image.width, height: image.height, ms: +(performance.now() - t0).toFixed(1) }, 'image encoded');
       if (worker.cache) return held(worker, worker.cache.insert(imageId, features), ticket, imageId, false);
       const own: Lease<ImageFeatures> = { value: features, release: () => features.dispose() };
       return held(worker, own, ticket, null, false);
     } catch (err) {
+      pending.cancel();
       ticket.release();
       throw err;
     } finally {

@@ -1,7 +1,9 @@
 /**
  * Dynamic batching of image-encode jobs for one engine. Jobs that arrive while the engine is busy,
  * or within BATCH_WAIT_MS of each other, share ONE vision-encoder pass (up to MAX_BATCH_SIZE
- * images): on a GPU a batch of 8 costs far less than 8 single passes.
+ * images): on a GPU a batch of 8 costs far less than 8 single passes. The window is only waited
+ * while companions are known to be on their way (admitted requests still decoding): a lone
+ * request on an idle engine goes straight to the encoder.
  *
  * Admission is separate from batching: a request reserves a slot on a worker (see Worker.admit)
  * before it even decodes its image, so the number of decoded images held in memory is bounded by
@@ -21,6 +23,13 @@ export interface BatchReport {
 export interface BatcherOptions {
   maxBatchSize: number;
   batchWaitMs: number;
+  /**
+   * Images announced for this batcher and not submitted yet (admitted requests still decoding).
+   * When given, a job that finds the engine idle and no companion on its way runs at once instead
+   * of waiting BATCH_WAIT_MS for companions that are not coming: a lone request pays no batching
+   * window. Without it, every batch waits the window.
+   */
+  incoming?: () => number;
   onBatch?: (report: BatchReport) => void;
 }
 
@@ -58,9 +67,15 @@ export class EncodeBatcher {
     });
   }
 
+  /** Re-checks the wait, e.g. when an announced image will not come after all (its decode failed). */
+  poke(): void {
+    this.schedule();
+  }
+
   private schedule(): void {
     if (this.runningSize > 0 || this.queue.length === 0) return; // the running batch's end reschedules
-    if (this.queue.length >= this.options.maxBatchSize || this.options.batchWaitMs <= 0) {
+    const nobodyComing = this.options.incoming !== undefined && this.options.incoming() <= 0;
+    if (this.queue.length >= this.options.maxBatchSize || this.options.batchWaitMs <= 0 || nobodyComing) {
       this.flush();
       return;
     }
