@@ -3,6 +3,7 @@
  * the same weights, image and thread count, and writes bench/results/<case>.json with every sample.
  *
  *   npm run bench [-- --cases latency,prompts,cache,rle] [--runs 5] [--threads 2] [--device cpu|cuda]
+ *                 [--model bench|full] [--warmup 1] [--prompt-counts 1,4,8]
  *
  * The model is a mid-size random SAM 3 at 1008x1008 (make_tiny_checkpoint.py --preset bench), built
  * and exported once into .cache/bench/. Medians after warm-up; ratio = ours / theirs.
@@ -28,9 +29,15 @@ const { values: args } = parseArgs({
     threads: { type: 'string', default: String(Math.min(os.availableParallelism(), 2)) },
     device: { type: 'string', default: 'cpu' },
     model: { type: 'string', default: 'bench' },
+    // Warm-up runs before each timed series (the model is also warmed once at load). The
+    // full-size model takes ~50 s a forward on CPU: --warmup 0 keeps its runs to one hour.
+    warmup: { type: 'string', default: '1' },
+    'prompt-counts': { type: 'string', default: '1,4,8' },
   },
 });
 const RUNS = Number(args.runs);
+const WARMUP = Number(args.warmup);
+const PROMPT_COUNTS = args['prompt-counts']!.split(',').map(Number);
 const THREADS = Number(args.threads);
 const DEVICE = args.device!;
 // 'bench': the mid-size random model; 'full': facebook/sam3's architecture (840M, slow on CPU).
@@ -43,7 +50,7 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-async function time(fn: () => Promise<unknown>, runs = RUNS, warmup = 1): Promise<number[]> {
+async function time(fn: () => Promise<unknown>, runs = RUNS, warmup = WARMUP): Promise<number[]> {
   for (let i = 0; i < warmup; i++) await fn();
   const samples: number[] = [];
   for (let i = 0; i < runs; i++) {
@@ -158,7 +165,7 @@ function videoBox(i: number): [number, number, number, number] {
 async function python(args: string[]): Promise<{ samples: number[]; strings?: string[]; megapixels?: number; frames?: number }> {
   const dir = await tempDir('sam3-bench-');
   const out = path.join(dir, 'out.json');
-  await py(['scripts/bench_python.py', '--threads', String(THREADS), '--out', out, ...args], 3_600_000);
+  await py(['scripts/bench_python.py', '--threads', String(THREADS), '--warmup', String(WARMUP), '--out', out, ...args], 3_600_000);
   return JSON.parse(readFileSync(out, 'utf8'));
 }
 
@@ -257,7 +264,7 @@ async function main() {
 
   if (model && cases.has('prompts')) {
     const doc: Record<string, unknown> = { ...common, case: 'N text prompts on one image' };
-    for (const n of [1, 4, 8]) {
+    for (const n of PROMPT_COUNTS) {
       const prompts = PROMPTS.slice(0, n);
       // Ours, cached features: encode once, all prompts in one batched head pass.
       const batched = await time(async () => {

@@ -166,7 +166,7 @@ void Warmup(ModelState& s) {
   const int64_t l = s.config.text_length;
   auto fopts = torch::TensorOptions().device(s.device);
   torch::Tensor px = torch::zeros({1, 3, r, r}, fopts.dtype(s.config.dtype));
-  auto v = RunTuple(s.neck, {RunBackbone(s, px)}, 6, "vision neck");
+  auto v = RunTuple(s.neck, {RunBackbone(s, px)}, 7, "vision neck");
   for (int i = 3; i < 6; i++) s.pos.push_back(v[i].narrow(0, 0, 1).contiguous());
   if (s.config.mask_size != v[0].size(-1)) {
     throw NativeError(code::kModelLoad, "bundle manifest says mask_size " + std::to_string(s.config.mask_size) +
@@ -177,10 +177,10 @@ void Warmup(ModelState& s) {
   torch::Tensor am = torch::ones({1, l}, fopts.dtype(torch::kLong));
   auto t = RunTuple(s.text, {ids, am}, 1, "text encoder");
   torch::Tensor mask = am.to(torch::kBool);
-  RunTuple(s.head_text, {v[0], v[1], v[2], v[3], v[4], v[5], t[0], mask}, 4, "text head");
+  RunTuple(s.head_text, {v[0], v[1], v[2], v[3], v[4], v[5], v[6], t[0], mask}, 4, "text head");
   torch::Tensor boxes = torch::full({1, 1, 4}, 0.5, fopts.dtype(s.config.dtype));
   torch::Tensor labels = torch::ones({1, 1}, fopts.dtype(torch::kLong));
-  RunTuple(s.head_boxes, {v[0], v[1], v[2], v[3], v[4], v[5], t[0], mask, boxes, labels}, 4, "box head");
+  RunTuple(s.head_boxes, {v[0], v[1], v[2], v[3], v[4], v[5], v[6], t[0], mask, boxes, labels}, 4, "box head");
 }
 
 }  // namespace
@@ -345,7 +345,7 @@ Napi::Value Model::EncodeImages(const Napi::CallbackInfo& info) {
     const double pre_ms = MsSince(t0);
     auto t1 = Clock::now();
     torch::Tensor hidden = RunBackbone(*state, px);
-    auto out = RunTuple(state->neck, {hidden}, 6, "vision neck");
+    auto out = RunTuple(state->neck, {hidden}, 7, "vision neck");
     const double enc_ms = MsSince(t1);
     const int64_t n = static_cast<int64_t>(pixels.size());
     std::vector<std::shared_ptr<FeaturesState>> feats;
@@ -356,6 +356,11 @@ Napi::Value Model::EncodeImages(const Napi::CallbackInfo& info) {
         // A slice would keep the whole batch alive: copy when batched so each handle owns its memory.
         f->feats.push_back(n == 1 ? t : t.clone());
         f->bytes += TensorBytes(f->feats.back());
+      }
+      {
+        torch::Tensor t = out[6].narrow(0, i, 1);
+        f->detr_first = n == 1 ? t : t.clone();
+        f->bytes += TensorBytes(f->detr_first);
       }
       if (keep_backbone) {
         torch::Tensor b = hidden.narrow(0, i, 1);
@@ -509,6 +514,7 @@ Napi::Value Model::Segment(const Napi::CallbackInfo& info) {
         std::vector<torch::jit::IValue> in;
         for (int lvl = 0; lvl < 3; lvl++) in.push_back(feats->feats[lvl].expand({b, -1, -1, -1}).contiguous());
         for (int lvl = 0; lvl < 3; lvl++) in.push_back(s.pos[lvl].expand({b, -1, -1, -1}).contiguous());
+        in.push_back(feats->detr_first.expand({b, -1, -1}).contiguous());
         std::vector<torch::Tensor> tf, tm;
         for (size_t i = start; i < end; i++) {
           tf.push_back(queries[group[i]].text->features);

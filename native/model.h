@@ -58,6 +58,8 @@ struct ModelState {
 
 struct FeaturesState {
   std::vector<torch::Tensor> feats;  // 3 FPN levels, batch 1, bundle dtype, on the device
+  torch::Tensor detr_first;          // [1,h*w,D] the first DETR encoder layer's self-attention block
+                                     // (prompt-independent: once per image, not once per prompt)
   torch::Tensor backbone;            // the ViT output [1,g*g,V], kept only when asked (video frames)
   int64_t width = 0;                 // original image size (after EXIF orientation)
   int64_t height = 0;

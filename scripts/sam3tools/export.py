@@ -8,19 +8,23 @@ outputs are tuples):
   ``vision_encoder.backbone(pixel_values).last_hidden_state``. It is its own piece because the video
   tracker's neck reads the same ViT output: one copy of the ViT weights serves both, and a frame
   that both the detector and the tracker need runs the ViT once.
-* vision_neck.pt     (hidden [B,g*g,V]) -> (f0, f1, f2, p0, p1, p2): the detector's FPN neck,
+* vision_neck.pt     (hidden [B,g*g,V]) -> (f0, f1, f2, p0, p1, p2, e0): the detector's FPN neck,
   ``vision_encoder(pixel_values).fpn_hidden_states[:-1]`` and ``.fpn_position_encoding[:-1]`` from
-  the ViT output on (``Sam3VisionModel.forward`` after its backbone call).
+  the ViT output on (``Sam3VisionModel.forward`` after its backbone call), plus e0 [B,h*w,D]: the
+  first DETR encoder layer's self-attention block over f2's tokens. That block reads only the
+  image (the prompt enters at the layer's cross-attention), so it is computed once per image here
+  and kept with the features instead of once per prompt in the head.
 * text_encoder.pt    (input_ids int64 [N,L], attention_mask int64 [N,L]) -> (text_features [N,L,D],):
   ``Sam3Model.get_text_features(...).pooler_output``.
-* head_text.pt       (f0, f1, f2, p0, p1, p2, text_features [B,L,D], text_mask bool [B,L])
+* head_text.pt       (f0, f1, f2, p0, p1, p2, e0, text_features [B,L,D], text_mask bool [B,L])
   -> (pred_logits [B,Q], pred_boxes [B,Q,4] xyxy normalised, presence_logits [B,1], pred_masks [B,Q,M,M]).
-* head_text_boxes.pt (... the same 8 ..., input_boxes [B,K,4] cxcywh normalised, input_boxes_labels
+* head_text_boxes.pt (... the same 9 ..., input_boxes [B,K,4] cxcywh normalised, input_boxes_labels
   int64 [B,K]: 1 positive, 0 negative, -10 padding) -> the same 4 outputs. K >= 1.
 
 The heads run ``Sam3Model.forward`` itself (from the FPN features on, with ``vision_embeds`` and
 ``text_embeds``) on a module that holds only the submodules that path touches, so each .pt holds only
-its own weights and the traced code path is transformers' own. Inputs that may arrive in another
+its own weights and the traced code path is transformers' own, except that the DETR encoder's first
+layer starts from e0 (its self-attention block done) instead of recomputing it. Inputs that may arrive in another
 dtype (text features, boxes, masks, labels) are cast inside the piece.
 
 Every piece is traced on the target device and dtype (TorchScript bakes the trace device into tensors
@@ -55,9 +59,9 @@ from .checkpoint_io import (
 from .tokenizer import TEXT_MAX_LENGTH, bundle_tokenizer_json
 from .tracker_export import TRACKER_FILES, export_tracker, has_tracker
 
-EXPORTER_VERSION = "2"
+EXPORTER_VERSION = "3"
 BUNDLE_FORMAT = "sam3-bundle"
-BUNDLE_FORMAT_VERSION = 2
+BUNDLE_FORMAT_VERSION = 3
 VISUAL_PROMPT = "visual"  # Sam3Processor's text for box-only prompts
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Traced vs eager: both run the same kernels, so differences are normally exactly 0; these bound
@@ -91,15 +95,85 @@ def spatial(hidden: torch.Tensor, grid: int) -> torch.Tensor:
     return hidden.view(hidden.shape[0], grid, grid, -1).permute(0, 3, 1, 2)
 
 
-class VisionNeckPiece(nn.Module):
-    def __init__(self, vision_encoder, grid: int):
+def detr_first_block(layer, f2: torch.Tensor, p2: torch.Tensor) -> torch.Tensor:
+    """``Sam3DetrEncoderLayer.forward`` of the DETR encoder's first layer up to its cross-attention,
+    on the image tokens as ``Sam3DetrEncoder`` flattens them ([B,D,h,w] -> [B,h*w,D]): layer norm,
+    position encoding, self-attention, residual. Nothing in it depends on the prompt."""
+    x = f2.flatten(2).transpose(1, 2)
+    pos = p2.flatten(2).transpose(1, 2)
+    hidden = layer.layer_norm1(x)
+    with_pos = hidden + pos
+    attn, _ = layer.self_attn(query=with_pos, key=with_pos, value=hidden)
+    return layer.dropout(attn) + x
+
+
+class DetrFirstBlock(nn.Module):
+    def __init__(self, layer):
         super().__init__()
-        self.neck = vision_encoder.neck
+        self.layer_norm1 = layer.layer_norm1
+        self.self_attn = layer.self_attn
+        self.dropout = layer.dropout
+
+    def forward(self, f2, p2):
+        return detr_first_block(self, f2, p2)
+
+
+class VisionNeckPiece(nn.Module):
+    def __init__(self, model, grid: int):
+        super().__init__()
+        self.neck = model.vision_encoder.neck
+        self.detr_first = DetrFirstBlock(model.detr_encoder.layers[0])
         self.grid = grid
 
     def forward(self, hidden):
         f, p = self.neck(spatial(hidden, self.grid))
-        return f[0], f[1], f[2], p[0], p[1], p[2]
+        return f[0], f[1], f[2], p[0], p[1], p[2], self.detr_first(f[2], p[2])
+
+
+class _Given:
+    """Holds the e0 input of a head piece while Sam3Model.forward runs (a plain object, not a module)."""
+
+    value: torch.Tensor | None = None
+
+
+class DetrFirstLayerFromGiven(nn.Module):
+    """The DETR encoder's first layer with its self-attention block already done (e0, see
+    detr_first_block): the rest of ``Sam3DetrEncoderLayer.forward`` (cross-attention to the prompt,
+    MLP), over the same weights."""
+
+    def __init__(self, layer, given: _Given):
+        super().__init__()
+        self.cross_attn = layer.cross_attn
+        self.layer_norm2 = layer.layer_norm2
+        self.mlp = layer.mlp
+        self.layer_norm3 = layer.layer_norm3
+        self.dropout = layer.dropout
+        self.given = given
+
+    def forward(self, vision_feats, prompt_feats, vision_pos_encoding, prompt_cross_attn_mask=None, **kwargs):
+        hidden_states = self.given.value
+        residual = hidden_states
+        hidden_states = self.layer_norm2(hidden_states)
+        hidden_states, _ = self.cross_attn(
+            query=hidden_states, key=prompt_feats, value=prompt_feats, attention_mask=prompt_cross_attn_mask, **kwargs
+        )
+        hidden_states = self.dropout(hidden_states) + residual
+        residual = hidden_states
+        hidden_states = self.layer_norm3(hidden_states)
+        hidden_states = self.mlp(hidden_states)
+        return self.dropout(hidden_states) + residual
+
+
+def detr_encoder_from_given(detr_encoder, given: _Given):
+    """A shallow copy of the DETR encoder whose first layer starts from ``given.value``; the model's
+    own encoder is left as it is (the eager reference runs it)."""
+    import copy
+
+    enc = copy.copy(detr_encoder)
+    enc._modules = dict(detr_encoder._modules)
+    layers = list(detr_encoder.layers)
+    enc._modules["layers"] = nn.ModuleList([DetrFirstLayerFromGiven(layers[0], given), *layers[1:]])
+    return enc
 
 
 class VisionEncoderEager(nn.Module):
@@ -108,12 +182,25 @@ class VisionEncoderEager(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.vision_encoder = model.vision_encoder
+        self.detr_first_layer = model.detr_encoder.layers[0]
 
     def forward(self, pixel_values):
         out = self.vision_encoder(pixel_values)
         f = out.fpn_hidden_states[:-1]
         p = out.fpn_position_encoding[:-1]
-        return f[0], f[1], f[2], p[0], p[1], p[2]
+        return f[0], f[1], f[2], p[0], p[1], p[2], detr_first_block(self.detr_first_layer, f[2], p[2])
+
+
+class HeadEager(nn.Module):
+    """The untouched eager head (Sam3Model.forward from the FPN features, no e0): what a traced
+    head fed with e0 must reproduce."""
+
+    def __init__(self, model, with_boxes: bool):
+        super().__init__()
+        self.piece = _HeadBase(model, with_boxes, given_first=False)
+
+    def forward(self, f0, f1, f2, p0, p1, p2, e0, *rest):
+        return self.piece.run(f0, f1, f2, p0, p1, p2, None, *rest)
 
 
 def backbone_fingerprint(backbone: nn.Module) -> dict:
@@ -141,18 +228,19 @@ class TextEncoderPiece(nn.Module):
 
 
 class _HeadBase(nn.Module):
-    def __init__(self, model, with_boxes: bool):
+    def __init__(self, model, with_boxes: bool, given_first: bool = True):
         super().__init__()
         self.config = model.config
         if with_boxes:
             self.geometry_encoder = model.geometry_encoder
-        self.detr_encoder = model.detr_encoder
+        self._given = _Given() if given_first else None
+        self.detr_encoder = detr_encoder_from_given(model.detr_encoder, self._given) if given_first else model.detr_encoder
         self.detr_decoder = model.detr_decoder
         self.mask_decoder = model.mask_decoder
         self.dot_product_scoring = model.dot_product_scoring
         self.compute_dtype = model.text_projection.weight.dtype
 
-    def run(self, f0, f1, f2, p0, p1, p2, text_features, text_mask, input_boxes=None, input_boxes_labels=None):
+    def run(self, f0, f1, f2, p0, p1, p2, e0, text_features, text_mask, input_boxes=None, input_boxes_labels=None):
         from transformers import Sam3Model
         from transformers.modeling_outputs import BaseModelOutputWithPooling
         from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
@@ -163,9 +251,15 @@ class _HeadBase(nn.Module):
         kwargs = {}
         if input_boxes is not None:
             kwargs = dict(input_boxes=input_boxes.to(self.compute_dtype), input_boxes_labels=input_boxes_labels.to(torch.long))
-        out = Sam3Model.forward(
-            self, vision_embeds=vision, text_embeds=text, attention_mask=text_mask.to(torch.bool), return_dict=True, **kwargs
-        )
+        if self._given is not None:
+            self._given.value = e0
+        try:
+            out = Sam3Model.forward(
+                self, vision_embeds=vision, text_embeds=text, attention_mask=text_mask.to(torch.bool), return_dict=True, **kwargs
+            )
+        finally:
+            if self._given is not None:
+                self._given.value = None
         return out.pred_logits, out.pred_boxes, out.presence_logits, out.pred_masks
 
 
@@ -173,16 +267,16 @@ class HeadTextPiece(_HeadBase):
     def __init__(self, model):
         super().__init__(model, with_boxes=False)
 
-    def forward(self, f0, f1, f2, p0, p1, p2, text_features, text_mask):
-        return self.run(f0, f1, f2, p0, p1, p2, text_features, text_mask)
+    def forward(self, f0, f1, f2, p0, p1, p2, e0, text_features, text_mask):
+        return self.run(f0, f1, f2, p0, p1, p2, e0, text_features, text_mask)
 
 
 class HeadTextBoxesPiece(_HeadBase):
     def __init__(self, model):
         super().__init__(model, with_boxes=True)
 
-    def forward(self, f0, f1, f2, p0, p1, p2, text_features, text_mask, input_boxes, input_boxes_labels):
-        return self.run(f0, f1, f2, p0, p1, p2, text_features, text_mask, input_boxes, input_boxes_labels)
+    def forward(self, f0, f1, f2, p0, p1, p2, e0, text_features, text_mask, input_boxes, input_boxes_labels):
+        return self.run(f0, f1, f2, p0, p1, p2, e0, text_features, text_mask, input_boxes, input_boxes_labels)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -362,7 +456,7 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         t0 = time.time()
         grid = resolution // int(config.vision_config.backbone_config.patch_size)
         backbone = VisionBackbonePiece(model.vision_encoder).eval()
-        neck = VisionNeckPiece(model.vision_encoder, grid).eval()
+        neck = VisionNeckPiece(model, grid).eval()
         x_trace = randn(2, 3, resolution, resolution)
         log(f"tracing vision_backbone at {resolution}x{resolution}, batch 2")
         traced_backbone = trace(backbone, (x_trace,))
@@ -371,7 +465,7 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         traced_neck = trace(neck, (hidden,))
         trace_out = traced_neck(hidden)
         fpn_shapes = [list(t.shape[1:]) for t in trace_out[:3]]
-        pos = [t[:1] for t in trace_out[3:]]  # position encodings do not depend on the image
+        pos = [t[:1] for t in trace_out[3:6]]  # position encodings do not depend on the image
         del trace_out, x_trace, hidden
         x_check = randn(1, 3, resolution, resolution)
         hidden = traced_backbone(x_check)[0]
@@ -402,13 +496,16 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         del traced
         log(f"text_encoder: hidden {hidden}, traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
 
+        first_block = DetrFirstBlock(model.detr_encoder.layers[0]).eval()
+
         def head_inputs(prompts: list[str]):
             b = len(prompts)
             feats = tuple(randn(b, *shape) for shape in fpn_shapes)
             poss = tuple(p.expand(b, -1, -1, -1).contiguous() for p in pos)
+            e0 = first_block(feats[2], poss[2])  # what vision_neck hands the heads with the features
             i, m = tokenize(tokenizer, prompts)
             text_features = text_piece(i.to(dev), m.to(dev))[0]
-            return feats + poss + (text_features, m.to(dev).bool())
+            return feats + poss + (e0, text_features, m.to(dev).bool())
 
         def boxes(rows: list[list[tuple]]):
             """rows of (cx, cy, w, h, label); label -10 marks padding (box -10,-10,0,0 as the processor pads)."""
@@ -419,6 +516,7 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         # ---- head, text only: trace at B=2, check at B=3 and B=1.
         t0 = time.time()
         piece = HeadTextPiece(model).eval()
+        eager = HeadEager(model, with_boxes=False).eval()
         log("tracing head_text")
         traced = trace(piece, head_inputs(["a photo of a cat", "the red car on the left"]))
         diff = 0.0
@@ -426,15 +524,16 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         for prompts in (["dog", VISUAL_PROMPT, " ".join(["word"] * 60)], ["a person"]):
             args = head_inputs(prompts)
             got = traced(*args)
-            diff = max(diff, compare("head_text", got, piece(*args), torch_dtype, f"B={len(prompts)}"))
+            diff = max(diff, compare("head_text", got, eager(*args), torch_dtype, f"B={len(prompts)}, vs the untouched eager head"))
             mask_size = int(got[3].shape[-1])
         save_script(traced, os.path.join(out, "head_text.pt"))
-        del traced, piece
+        del traced, piece, eager
         log(f"head_text: masks {mask_size}x{mask_size}, traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
 
         # ---- head, text + boxes: trace at B=2, K=2; check at B=3, K=3 and B=1, K=1.
         t0 = time.time()
         piece = HeadTextBoxesPiece(model).eval()
+        eager = HeadEager(model, with_boxes=True).eval()
         log("tracing head_text_boxes")
         bx, lb = boxes([[(0.5, 0.5, 0.3, 0.4, 1), (0, 0, 0, 0, PAD_BOX_LABEL)], [(0.3, 0.6, 0.2, 0.2, 1), (0.7, 0.2, 0.4, 0.3, 0)]])
         traced = trace(piece, head_inputs(["a photo of a cat", VISUAL_PROMPT]) + (bx, lb))
@@ -453,9 +552,9 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         for prompts, rows in cases:
             bx, lb = boxes(rows)
             args = head_inputs(prompts) + (bx, lb)
-            diff = max(diff, compare("head_text_boxes", traced(*args), piece(*args), torch_dtype, f"B={len(prompts)}, K={len(rows[0])}"))
+            diff = max(diff, compare("head_text_boxes", traced(*args), eager(*args), torch_dtype, f"B={len(prompts)}, K={len(rows[0])}, vs the untouched eager head"))
         save_script(traced, os.path.join(out, "head_text_boxes.pt"))
-        del traced, piece, text_piece
+        del traced, piece, eager, text_piece, first_block
         log(f"head_text_boxes: traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
 
     # ---- the video tracker (sam3_video checkpoints, like facebook/sam3).
@@ -512,10 +611,10 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         },
         "signatures": {
             "vision_backbone": "(pixel_values[B,3,R,R] dtype) -> (hidden[B,g*g,V],)",
-            "vision_neck": "(hidden[B,g*g,V]) -> (f0, f1, f2, p0, p1, p2)",
+            "vision_neck": "(hidden[B,g*g,V]) -> (f0, f1, f2, p0, p1, p2, e0[B,h*w,D]: the first DETR encoder layer's self-attention block)",
             "text_encoder": "(input_ids int64[N,L], attention_mask int64[N,L]) -> (text_features[N,L,D],)",
-            "head_text": "(f0, f1, f2, p0, p1, p2, text_features[B,L,D], text_mask bool[B,L]) -> (pred_logits[B,Q], pred_boxes[B,Q,4] xyxy, presence_logits[B,1], pred_masks[B,Q,M,M])",
-            "head_text_boxes": "(f0, f1, f2, p0, p1, p2, text_features[B,L,D], text_mask bool[B,L], input_boxes[B,K,4] cxcywh, input_boxes_labels int64[B,K] 1/0/-10 pad) -> (pred_logits, pred_boxes, presence_logits, pred_masks)",
+            "head_text": "(f0, f1, f2, p0, p1, p2, e0, text_features[B,L,D], text_mask bool[B,L]) -> (pred_logits[B,Q], pred_boxes[B,Q,4] xyxy, presence_logits[B,1], pred_masks[B,Q,M,M])",
+            "head_text_boxes": "(f0, f1, f2, p0, p1, p2, e0, text_features[B,L,D], text_mask bool[B,L], input_boxes[B,K,4] cxcywh, input_boxes_labels int64[B,K] 1/0/-10 pad) -> (pred_logits, pred_boxes, presence_logits, pred_masks)",
         },
     }
     if video is not None:

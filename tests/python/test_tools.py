@@ -254,7 +254,7 @@ class ExportTest(unittest.TestCase):
         with open(os.path.join(self.bundle, "manifest.json")) as fh:
             m = json.load(fh)
         self.assertEqual(m, self.manifest)
-        self.assertEqual((m["format"], m["format_version"]), ("sam3-bundle", 2))
+        self.assertEqual((m["format"], m["format_version"]), ("sam3-bundle", 3))
         self.assertEqual(m["source"]["model_type"], "sam3")
         self.assertEqual((m["device"], m["dtype"]), ("cpu", "float32"))
         self.assertEqual((m["resolution"], m["patch_size"], m["mask_size"]), (112, 14, 32))
@@ -278,13 +278,20 @@ class ExportTest(unittest.TestCase):
         self.assertEqual(sorted(os.listdir(self.bundle)), sorted([e["path"] for e in m["files"].values()] + ["manifest.json"]))
 
     def test_pieces_hold_only_their_own_weights(self):
-        names = {}
+        names, full = {}, {}
         for piece in ("vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes", "tracker_neck"):
             module = jit_load(os.path.join(self.bundle, f"{piece}.pt"))
-            names[piece] = {n.split(".")[0] for n, _ in module.named_parameters()}
+            full[piece] = {n for n, _ in module.named_parameters()}
+            names[piece] = {n.split(".")[0] for n in full[piece]}
         # One ViT in the bundle: the tracker's neck reads vision_backbone's output.
         self.assertEqual(names["vision_backbone"], {"backbone"})
-        self.assertEqual(names["vision_neck"], {"neck"})
+        # The first DETR encoder layer's self-attention block runs once per image, in the neck; the
+        # heads hold the rest of that layer and none of its self-attention weights.
+        self.assertEqual(names["vision_neck"], {"neck", "detr_first"})
+        self.assertEqual({n.split(".")[1] for n in full["vision_neck"] if n.startswith("detr_first.")}, {"layer_norm1", "self_attn"})
+        for head in ("head_text", "head_text_boxes"):
+            first = {n.split(".")[3] for n in full[head] if n.startswith("detr_encoder.layers.0.")}
+            self.assertEqual(first, {"cross_attn", "layer_norm2", "mlp", "layer_norm3"}, head)
         self.assertEqual(names["tracker_neck"], {"neck", "mask_decoder"})
         self.assertEqual(names["text_encoder"], {"text_encoder", "text_projection"})
         head = {"detr_encoder", "detr_decoder", "mask_decoder", "dot_product_scoring"}
