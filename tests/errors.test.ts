@@ -86,6 +86,12 @@ describe('bad input', () => {
     }
   });
 
+  it('a bad headBatch is refused at load', async () => {
+    for (const headBatch of [0, 1.5, -2, Number.NaN]) {
+      await assert.rejects(Sam3Model.load(bundle, { headBatch, warmup: false }), expectCode(ErrorCode.InvalidArgument, /headBatch must be a positive integer/));
+    }
+  });
+
   it('a disposed features handle, and a disposed model', async () => {
     const f = await model.encodeImage(image);
     f.dispose();

@@ -98,10 +98,12 @@ function assertMatches(ours: Segmentation, ref: ReferenceQuery, where: string): 
 describe('parity with transformers eager Sam3Model', () => {
   let model: Sam3Model;
   let ref: ReferenceOutput;
+  let bundle: string;
   const images: Record<string, Buffer> = {};
 
   before(async () => {
     const fx = await fixture();
+    bundle = fx.bundle;
     const dir = await tempDir();
     images.square = await jpegImage(128, 128, 1);
     images.wide = await pngImage(160, 96, 2);
@@ -112,7 +114,7 @@ describe('parity with transformers eager Sam3Model', () => {
       files[name] = path.join(dir, `${name}.${name === 'wide' ? 'png' : 'jpg'}`);
       writeFileSync(files[name]!, buf);
     }
-    [ref, model] = await Promise.all([reference(fx.checkpoint, files, cases.map(toReferenceCase)), Sam3Model.load(fx.bundle, { threads: 2 })]);
+    [ref, model] = await Promise.all([reference(fx.checkpoint, files, cases.map(toReferenceCase)), Sam3Model.load(fx.bundle, { threads: 2, headBatch: 16 })]);
   });
 
   after(() => {
@@ -127,7 +129,7 @@ describe('parity with transformers eager Sam3Model', () => {
       try {
         const expected = ref.cases[c.name]!;
         assert.deepEqual({ width: features.width, height: features.height }, expected.image_size);
-        // All prompts of a case in ONE call (one batched head pass per prompt kind).
+        // All prompts of a case in ONE call (one batched head pass per prompt kind: headBatch 16).
         const results = await model.segmentBatch(features, c.prompts, { threshold: 0 });
         assert.equal(results.length, c.prompts.length);
         results.forEach((r, q) => {
@@ -139,6 +141,25 @@ describe('parity with transformers eager Sam3Model', () => {
       }
     });
   }
+
+  it('one prompt per head pass (headBatch 1, the CPU default) gives the same answers', async () => {
+    const single = await Sam3Model.load(bundle, { threads: 2, headBatch: 1, warmup: false });
+    try {
+      const multi = cases.filter((c) => c.prompts.length > 1);
+      assert.ok(multi.length >= 2, 'cases with several prompts exist');
+      for (const c of multi) {
+        const features = await single.encodeImage(images[c.image]!);
+        try {
+          const results = await single.segmentBatch(features, c.prompts, { threshold: 0 });
+          results.forEach((r, q) => assertMatches(r, ref.cases[c.name]!.queries[q]!, `${c.name} query ${q} (headBatch 1)`));
+        } finally {
+          features.dispose();
+        }
+      }
+    } finally {
+      single.dispose();
+    }
+  });
 
   it('threshold keeps exactly the reference detections above it, and a high one finds nothing', async () => {
     const features = await model.encodeImage(images.square!);

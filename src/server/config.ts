@@ -85,6 +85,7 @@ const envSchema = z.object({
   FEATURE_CACHE_MAX_ENTRIES: num({ int: true, min: 1 }).default(256),
   TEXT_CACHE_ENTRIES: num({ int: true, min: 1 }).default(1024),
   MAX_BATCH_SIZE: num({ int: true, min: 1, max: 256 }).default(8),
+  HEAD_BATCH_SIZE: num({ int: true, min: 1, max: 256 }).optional(),
   BATCH_WAIT_MS: num({ min: 0, max: 10_000 }).default(5),
   MAX_QUEUE_SIZE: num({ int: true, min: 1 }).default(64),
   RETRY_AFTER_SECONDS: num({ int: true, min: 1 }).default(1),
@@ -121,6 +122,8 @@ export interface ServerConfig {
   logLevel: (typeof LOG_LEVELS)[number];
   featureCache: { enabled: boolean; ttlMs: number; maxBytes: number; maxEntries: number };
   textCacheEntries: number;
+  /** Prompts of one request run together in one head pass; undefined: 8 on CUDA, 1 on a CPU. */
+  headBatch: number | undefined;
   batching: { maxBatchSize: number; batchWaitMs: number; maxQueue: number; retryAfterSeconds: number };
   limits: { maxBodyBytes: number; maxImagePixels: number; maxPrompts: number; maxBatchImages: number };
   shutdownTimeoutMs: number;
@@ -205,6 +208,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxEntries: e.FEATURE_CACHE_MAX_ENTRIES,
     },
     textCacheEntries: e.TEXT_CACHE_ENTRIES,
+    headBatch: e.HEAD_BATCH_SIZE,
     batching: { maxBatchSize: e.MAX_BATCH_SIZE, batchWaitMs: e.BATCH_WAIT_MS, maxQueue: e.MAX_QUEUE_SIZE, retryAfterSeconds: e.RETRY_AFTER_SECONDS },
     limits: {
       maxBodyBytes: Math.floor(e.MAX_BODY_MB * 1024 * 1024),

@@ -140,6 +140,7 @@ export class ModelPool {
             verify: config.verifyBundle && i === 0,
             maxPixels: config.limits.maxImagePixels,
             textCacheEntries: config.textCacheEntries,
+            ...(config.headBatch !== undefined ? { headBatch: config.headBatch } : {}),
           });
         } catch (err) {
           engine.close();
