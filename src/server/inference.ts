@@ -51,7 +51,7 @@ export class InferenceService {
     return this.encode(ref.bytes, ref.imageId, log);
   }
 
-  /** Runs every prompt on the held features in one batched head pass. */
+  /** Runs every prompt on the held features (HEAD_BATCH_SIZE prompts per head pass). */
   async segment(held: HeldFeatures, prompts: Prompt[], threshold: number): Promise<Segmentation[]> {
     const start = performance.now();
     const out = await held.worker.model.segmentBatch(held.features, prompts, { threshold });

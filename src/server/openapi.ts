@@ -34,7 +34,7 @@ export function buildOpenApi(schemas: Schemas, config: ServerConfig, version: st
     tags: ['image'],
     summary: 'Segment an image with text prompts, box exemplars or both',
     description:
-      'Each text prompt is its own query (box prompts are exemplars for every query); all queries run in ONE batched head pass and their masks are concatenated, each tagged with prompt_index. With box prompts only, one visual-exemplar query finds instances like the boxed ones.',
+      'Each text prompt is its own query (box prompts are exemplars for every query); the image is encoded once, the queries go through the detector head HEAD_BATCH_SIZE at a time (8 on CUDA, 1 on CPU), and their masks are concatenated, each tagged with prompt_index. With box prompts only, one visual-exemplar query finds instances like the boxed ones.',
     request: {
       body: {
         required: true,

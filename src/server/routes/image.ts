@@ -1,7 +1,7 @@
 /**
  * Image endpoints: segment, cached-features, embed, batch. Each validates its body with the zod
  * schema of schemas.ts, resolves the image (bytes or image_id), and runs every prompt of an image
- * in one batched head pass.
+ * on one encoding of the image (HEAD_BATCH_SIZE prompts per head pass).
  */
 import Router from '@koa/router';
 
