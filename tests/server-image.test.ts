@@ -91,7 +91,7 @@ describe('image endpoints', () => {
     assert.deepEqual(none.body.masks, []);
   });
 
-  it('segment: several text prompts run as one batched head pass, concatenated with prompt_index', async () => {
+  it('segment: several text prompts on one encoding of the image, concatenated with prompt_index', async () => {
     const before = await headPasses(srv.base);
     const prompts = [
       { type: 'text', text: 'person' },
