@@ -13,6 +13,9 @@ namespace {
 
 namespace F = torch::nn::functional;
 
+// A head pass returns (pred_logits, pred_boxes, presence_logits, mask_emb, mask_bias, pixel_emb).
+constexpr size_t kHeadOutputs = 6;
+
 using Clock = std::chrono::steady_clock;
 double MsSince(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -96,9 +99,12 @@ struct QueryOut {
 };
 
 // Threshold, sort by score, binarise masks at the original size and RLE-encode them.
+// One query's outputs of a head pass: the head hands the two factors of its mask logits (bundle
+// format 4), pred_masks[q] = mask_emb[q] . pixel_emb + mask_bias[q], and only the kept queries'
+// masks are computed (a few of the 200, each a [C] x [C, M*M] product).
 QueryOut PostProcess(const torch::Tensor& logits, const torch::Tensor& boxes_xyxy, const torch::Tensor& presence,
-                     const torch::Tensor& masks, double threshold, double mask_threshold, int64_t height,
-                     int64_t width) {
+                     const torch::Tensor& mask_emb, const torch::Tensor& mask_bias, const torch::Tensor& pixel_emb,
+                     double threshold, double mask_threshold, int64_t height, int64_t width) {
   QueryOut out;
   torch::Tensor scores = torch::sigmoid(logits.to(torch::kFloat32)) * torch::sigmoid(presence.to(torch::kFloat32));
   torch::Tensor keep = torch::nonzero(scores > threshold).flatten();
@@ -115,7 +121,11 @@ QueryOut PostProcess(const torch::Tensor& logits, const torch::Tensor& boxes_xyx
   const int64_t k = idx.numel();
   out.scores.assign(sel_scores.data_ptr<float>(), sel_scores.data_ptr<float>() + k);
   out.boxes.assign(xywh.data_ptr<float>(), xywh.data_ptr<float>() + k * 4);
-  torch::Tensor probs = torch::sigmoid(masks.index_select(0, idx).to(torch::kFloat32));
+  const int64_t mh = pixel_emb.size(-2), mw = pixel_emb.size(-1);
+  torch::Tensor mask_logits =
+      torch::mm(mask_emb.index_select(0, idx), pixel_emb.reshape({pixel_emb.size(0), mh * mw})).view({k, mh, mw}) +
+      mask_bias.index_select(0, idx).view({k, 1, 1});
+  torch::Tensor probs = torch::sigmoid(mask_logits.to(torch::kFloat32));
   // Bound the size of the upsampled block (a 4K image times 200 masks would not fit).
   const int64_t per_mask = std::max<int64_t>(1, height * width);
   const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 25) / per_mask);
@@ -177,10 +187,10 @@ void Warmup(ModelState& s) {
   torch::Tensor am = torch::ones({1, l}, fopts.dtype(torch::kLong));
   auto t = RunTuple(s.text, {ids, am}, 1, "text encoder");
   torch::Tensor mask = am.to(torch::kBool);
-  RunTuple(s.head_text, {v[0], v[1], v[2], v[3], v[4], v[5], v[6], t[0], mask}, 4, "text head");
+  RunTuple(s.head_text, {v[0], v[1], v[2], v[3], v[4], v[5], v[6], t[0], mask}, kHeadOutputs, "text head");
   torch::Tensor boxes = torch::full({1, 1, 4}, 0.5, fopts.dtype(s.config.dtype));
   torch::Tensor labels = torch::ones({1, 1}, fopts.dtype(torch::kLong));
-  RunTuple(s.head_boxes, {v[0], v[1], v[2], v[3], v[4], v[5], v[6], t[0], mask, boxes, labels}, 4, "box head");
+  RunTuple(s.head_boxes, {v[0], v[1], v[2], v[3], v[4], v[5], v[6], t[0], mask, boxes, labels}, kHeadOutputs, "box head");
 }
 
 }  // namespace
@@ -552,14 +562,14 @@ Napi::Value Model::Segment(const Napi::CallbackInfo& info) {
           in.push_back(torch::from_blob(labels.data(), {b, static_cast<int64_t>(kmax)}, torch::kLong).clone().to(s.device));
         }
         auto t0 = Clock::now();
-        auto out = RunTuple(with_boxes ? state->head_boxes : state->head_text, std::move(in), 4,
+        auto out = RunTuple(with_boxes ? state->head_boxes : state->head_text, std::move(in), kHeadOutputs,
                             with_boxes ? "box head" : "text head");
         head_ms += MsSince(t0);
         passes++;
         auto t1 = Clock::now();
         for (int64_t r = 0; r < b; r++) {
-          results[group[start + r]] = PostProcess(out[0][r], out[1][r], out[2][r], out[3][r], threshold,
-                                                  mask_threshold, feats->height, feats->width);
+          results[group[start + r]] = PostProcess(out[0][r], out[1][r], out[2][r], out[3][r], out[4][r], out[5][r],
+                                                  threshold, mask_threshold, feats->height, feats->width);
         }
         post_ms += MsSince(t1);
       }

@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { ErrorCode, Sam3Error } from './errors.js';
 
 export const BUNDLE_FORMAT = 'sam3-bundle';
-export const BUNDLE_FORMAT_VERSION = 3;
+export const BUNDLE_FORMAT_VERSION = 4;
 
 const fileEntry = z.object({
   path: z.string().min(1),

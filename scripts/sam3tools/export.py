@@ -13,18 +13,24 @@ outputs are tuples):
   the ViT output on (``Sam3VisionModel.forward`` after its backbone call), plus e0 [B,h*w,D]: the
   first DETR encoder layer's self-attention block over f2's tokens. That block reads only the
   image (the prompt enters at the layer's cross-attention), so it is computed once per image here
-  and kept with the features instead of once per prompt in the head.
+  and kept with the features instead of once per prompt in the head. The 4x and 2x FPN levels run
+  in their sub-pixel form (subpixel.py: the same linear map with far fewer FLOPs) and the 0.5x
+  level, which Sam3Model drops, is not computed.
 * text_encoder.pt    (input_ids int64 [N,L], attention_mask int64 [N,L]) -> (text_features [N,L,D],):
   ``Sam3Model.get_text_features(...).pooler_output``.
 * head_text.pt       (f0, f1, f2, p0, p1, p2, e0, text_features [B,L,D], text_mask bool [B,L])
-  -> (pred_logits [B,Q], pred_boxes [B,Q,4] xyxy normalised, presence_logits [B,1], pred_masks [B,Q,M,M]).
+  -> (pred_logits [B,Q], pred_boxes [B,Q,4] xyxy normalised, presence_logits [B,1],
+  mask_embeddings [B,Q,C], mask_bias [B,Q], pixel_embeddings [B,C,M,M]): the mask logits are
+  pred_masks[b,q] = mask_embeddings[b,q] . pixel_embeddings[b] + mask_bias[b,q], which the addon
+  computes only for the queries it keeps (see MaskDecoderEmbeddings).
 * head_text_boxes.pt (... the same 9 ..., input_boxes [B,K,4] cxcywh normalised, input_boxes_labels
-  int64 [B,K]: 1 positive, 0 negative, -10 padding) -> the same 4 outputs. K >= 1.
+  int64 [B,K]: 1 positive, 0 negative, -10 padding) -> the same 6 outputs. K >= 1.
 
 The heads run ``Sam3Model.forward`` itself (from the FPN features on, with ``vision_embeds`` and
 ``text_embeds``) on a module that holds only the submodules that path touches, so each .pt holds only
 its own weights and the traced code path is transformers' own, except that the DETR encoder's first
-layer starts from e0 (its self-attention block done) instead of recomputing it. Inputs that may arrive in another
+layer starts from e0 (its self-attention block done) instead of recomputing it, and that the mask
+decoder stops at the two factors of the mask logits. Inputs that may arrive in another
 dtype (text features, boxes, masks, labels) are cast inside the piece.
 
 Every piece is traced on the target device and dtype (TorchScript bakes the trace device into tensors
@@ -56,16 +62,18 @@ from .checkpoint_io import (
     resolve_checkpoint,
     sha256_file,
 )
+from .subpixel import fast_fpn_level
 from .tokenizer import TEXT_MAX_LENGTH, bundle_tokenizer_json
 from .tracker_export import TRACKER_FILES, export_tracker, has_tracker
 
-EXPORTER_VERSION = "3"
+EXPORTER_VERSION = "4"
 BUNDLE_FORMAT = "sam3-bundle"
-BUNDLE_FORMAT_VERSION = 3
+BUNDLE_FORMAT_VERSION = 4
 VISUAL_PROMPT = "visual"  # Sam3Processor's text for box-only prompts
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# Traced vs eager: both run the same kernels, so differences are normally exactly 0; these bound
-# what fusion on an accelerator may change (relative to max(1, max |eager|)).
+# Traced vs eager (relative to max(1, max |eager|)): the FPN levels' sub-pixel form and the mask
+# factors change the order of float sums (~1e-6 in float32); these also bound what fusion on an
+# accelerator may change.
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 PAD_BOX_LABEL = -10
 
@@ -119,14 +127,21 @@ class DetrFirstBlock(nn.Module):
 
 
 class VisionNeckPiece(nn.Module):
+    """The detector's FPN neck without its unused 0.5x level, the 4x and 2x levels in their
+    sub-pixel form (see subpixel.py), plus the first DETR encoder self-attention block (e0)."""
+
     def __init__(self, model, grid: int):
         super().__init__()
-        self.neck = model.vision_encoder.neck
+        neck = model.vision_encoder.neck
+        self.levels = nn.ModuleList([fast_fpn_level(layer) for layer in list(neck.fpn_layers)[:3]])
+        self.position_encoding = neck.position_encoding
         self.detr_first = DetrFirstBlock(model.detr_encoder.layers[0])
         self.grid = grid
 
     def forward(self, hidden):
-        f, p = self.neck(spatial(hidden, self.grid))
+        x = spatial(hidden, self.grid)
+        f = [level(x) for level in self.levels]
+        p = [self.position_encoding(t.shape, t.device, t.dtype) for t in f]
         return f[0], f[1], f[2], p[0], p[1], p[2], self.detr_first(f[2], p[2])
 
 
@@ -227,6 +242,74 @@ class TextEncoderPiece(nn.Module):
         return (out.pooler_output,)
 
 
+class _Taken:
+    """Holds what MaskDecoderEmbeddings hands back past Sam3Model.forward (a plain object)."""
+
+    value: tuple | None = None
+
+
+class MaskDecoderEmbeddings(nn.Module):
+    """``Sam3MaskDecoder.forward`` up to the two factors of its mask logits, over the same weights:
+    pred_masks[q] = mask_embedding[q] . instance_projection(pixel_embedding), and the 1x1
+    instance projection folds into the query side, so
+
+        pred_masks[b, q] = emb[b, q] . pixel_embedding[b] + bias[b, q]
+        with emb = mask_embedding @ W and bias = mask_embedding @ b_proj.
+
+    The addon then computes that product only for the queries that pass the score threshold (a few,
+    against 200), and skips the 1x1 convolution at the mask resolution; the semantic head, which no
+    caller reads, is not run. Nor are the per-call copies ``_embed_pixels`` makes of the FPN features."""
+
+    def __init__(self, mask_decoder, taken: _Taken):
+        super().__init__()
+        self.config = mask_decoder.config
+        self.pixel_decoder = mask_decoder.pixel_decoder
+        self.mask_embedder = mask_decoder.mask_embedder
+        self.instance_projection = mask_decoder.instance_projection
+        self.prompt_cross_attn = mask_decoder.prompt_cross_attn
+        self.prompt_cross_attn_norm = mask_decoder.prompt_cross_attn_norm
+        self.prompt_cross_attn_dropout = mask_decoder.prompt_cross_attn_dropout
+        self.taken = taken
+
+    def forward(self, decoder_queries, backbone_features, encoder_hidden_states, prompt_features=None, prompt_mask=None, **kwargs):
+        from transformers.masking_utils import create_bidirectional_mask
+        from transformers.models.sam3.modeling_sam3 import Sam3MaskDecoderOutput
+
+        if prompt_features is not None:
+            residual = encoder_hidden_states
+            normed = self.prompt_cross_attn_norm(encoder_hidden_states)
+            cross_attn_mask = None
+            if prompt_mask is not None:
+                cross_attn_mask = create_bidirectional_mask(
+                    config=self.config, inputs_embeds=normed, encoder_hidden_states=prompt_features, attention_mask=prompt_mask
+                )
+            attn, _ = self.prompt_cross_attn(query=normed, key=prompt_features, value=prompt_features, attention_mask=cross_attn_mask, **kwargs)
+            encoder_hidden_states = residual + self.prompt_cross_attn_dropout(attn)
+        # _embed_pixels without its copies: the encoder's image tokens replace the coarsest level.
+        height, width = backbone_features[-1].shape[-2:]
+        visual = encoder_hidden_states[:, : height * width, :]
+        visual = visual.transpose(1, 2).reshape(visual.shape[0], visual.shape[2], height, width)
+        pixel_embed = self.pixel_decoder(list(backbone_features[:-1]) + [visual])
+        mask_embed = self.mask_embedder(decoder_queries)
+        w = self.instance_projection.weight[:, :, 0, 0]
+        emb = mask_embed @ w
+        bias = mask_embed @ self.instance_projection.bias if self.instance_projection.bias is not None else mask_embed[..., 0] * 0
+        self.taken.value = (emb, bias, pixel_embed)
+        return Sam3MaskDecoderOutput(pred_masks=None, semantic_seg=None)
+
+
+def with_masks(outputs):
+    """A head's 6 outputs with its mask factors multiplied out: the eager head's 4 outputs."""
+    if len(outputs) != 6:
+        raise ExportError(f"a head piece returned {len(outputs)} outputs, expected 6")
+    return (*outputs[:3], masks_from_embeddings(*outputs[3:]))
+
+
+def masks_from_embeddings(emb: torch.Tensor, bias: torch.Tensor, pixel_embed: torch.Tensor) -> torch.Tensor:
+    """[B,Q,C], [B,Q], [B,C,M,M] -> pred_masks [B,Q,M,M] (what the addon computes for kept queries)."""
+    return torch.einsum("bqc,bchw->bqhw", emb, pixel_embed) + bias[:, :, None, None]
+
+
 class _HeadBase(nn.Module):
     def __init__(self, model, with_boxes: bool, given_first: bool = True):
         super().__init__()
@@ -236,7 +319,8 @@ class _HeadBase(nn.Module):
         self._given = _Given() if given_first else None
         self.detr_encoder = detr_encoder_from_given(model.detr_encoder, self._given) if given_first else model.detr_encoder
         self.detr_decoder = model.detr_decoder
-        self.mask_decoder = model.mask_decoder
+        self._taken = _Taken() if given_first else None
+        self.mask_decoder = MaskDecoderEmbeddings(model.mask_decoder, self._taken) if given_first else model.mask_decoder
         self.dot_product_scoring = model.dot_product_scoring
         self.compute_dtype = model.text_projection.weight.dtype
 
@@ -257,10 +341,15 @@ class _HeadBase(nn.Module):
             out = Sam3Model.forward(
                 self, vision_embeds=vision, text_embeds=text, attention_mask=text_mask.to(torch.bool), return_dict=True, **kwargs
             )
+            if self._taken is None:
+                return out.pred_logits, out.pred_boxes, out.presence_logits, out.pred_masks
+            emb, bias, pixel_embed = self._taken.value
+            return out.pred_logits, out.pred_boxes, out.presence_logits, emb, bias, pixel_embed
         finally:
             if self._given is not None:
                 self._given.value = None
-        return out.pred_logits, out.pred_boxes, out.presence_logits, out.pred_masks
+            if self._taken is not None:
+                self._taken.value = None
 
 
 class HeadTextPiece(_HeadBase):
@@ -524,8 +613,8 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         for prompts in (["dog", VISUAL_PROMPT, " ".join(["word"] * 60)], ["a person"]):
             args = head_inputs(prompts)
             got = traced(*args)
-            diff = max(diff, compare("head_text", got, eager(*args), torch_dtype, f"B={len(prompts)}, vs the untouched eager head"))
-            mask_size = int(got[3].shape[-1])
+            diff = max(diff, compare("head_text", with_masks(got), eager(*args), torch_dtype, f"B={len(prompts)}, vs the untouched eager head"))
+            mask_size = int(got[5].shape[-1])
         save_script(traced, os.path.join(out, "head_text.pt"))
         del traced, piece, eager
         log(f"head_text: masks {mask_size}x{mask_size}, traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
@@ -552,7 +641,7 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         for prompts, rows in cases:
             bx, lb = boxes(rows)
             args = head_inputs(prompts) + (bx, lb)
-            diff = max(diff, compare("head_text_boxes", traced(*args), eager(*args), torch_dtype, f"B={len(prompts)}, K={len(rows[0])}, vs the untouched eager head"))
+            diff = max(diff, compare("head_text_boxes", with_masks(traced(*args)), eager(*args), torch_dtype, f"B={len(prompts)}, K={len(rows[0])}, vs the untouched eager head"))
         save_script(traced, os.path.join(out, "head_text_boxes.pt"))
         del traced, piece, eager, text_piece, first_block
         log(f"head_text_boxes: traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
@@ -613,8 +702,8 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
             "vision_backbone": "(pixel_values[B,3,R,R] dtype) -> (hidden[B,g*g,V],)",
             "vision_neck": "(hidden[B,g*g,V]) -> (f0, f1, f2, p0, p1, p2, e0[B,h*w,D]: the first DETR encoder layer's self-attention block)",
             "text_encoder": "(input_ids int64[N,L], attention_mask int64[N,L]) -> (text_features[N,L,D],)",
-            "head_text": "(f0, f1, f2, p0, p1, p2, e0, text_features[B,L,D], text_mask bool[B,L]) -> (pred_logits[B,Q], pred_boxes[B,Q,4] xyxy, presence_logits[B,1], pred_masks[B,Q,M,M])",
-            "head_text_boxes": "(f0, f1, f2, p0, p1, p2, e0, text_features[B,L,D], text_mask bool[B,L], input_boxes[B,K,4] cxcywh, input_boxes_labels int64[B,K] 1/0/-10 pad) -> (pred_logits, pred_boxes, presence_logits, pred_masks)",
+            "head_text": "(f0, f1, f2, p0, p1, p2, e0, text_features[B,L,D], text_mask bool[B,L]) -> (pred_logits[B,Q], pred_boxes[B,Q,4] xyxy, presence_logits[B,1], mask_embeddings[B,Q,C], mask_bias[B,Q], pixel_embeddings[B,C,M,M]); pred_masks[b,q] = mask_embeddings[b,q] . pixel_embeddings[b] + mask_bias[b,q]",
+            "head_text_boxes": "(f0, f1, f2, p0, p1, p2, e0, text_features[B,L,D], text_mask bool[B,L], input_boxes[B,K,4] cxcywh, input_boxes_labels int64[B,K] 1/0/-10 pad) -> (pred_logits, pred_boxes, presence_logits, mask_embeddings, mask_bias, pixel_embeddings)",
         },
     }
     if video is not None:

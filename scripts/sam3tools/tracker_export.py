@@ -38,21 +38,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .subpixel import fast_fpn_level
+
 
 # --------------------------------------------------------------------------------------- traced pieces
 
 
 class TrackerNeckPiece(nn.Module):
+    """The tracker's FPN neck with conv_s0 / conv_s1 folded into its 4x and 2x levels, both in their
+    sub-pixel form (subpixel.py: at facebook/sam3's size the 4x level's 3x3 convolution over 256
+    channels at 288x288 becomes a 2x2 one at 144x144 that makes only conv_s0's 32); the unused 0.5x
+    level is not run."""
+
     def __init__(self, tracker, grid: int):
         super().__init__()
-        self.neck = tracker.vision_encoder.neck
-        self.mask_decoder = tracker.mask_decoder  # conv_s0, conv_s1
+        neck = tracker.vision_encoder.neck
+        layers = list(neck.fpn_layers)
+        self.s0 = fast_fpn_level(layers[0], tracker.mask_decoder.conv_s0)
+        self.s1 = fast_fpn_level(layers[1], tracker.mask_decoder.conv_s1)
+        self.top = layers[2]
+        self.position_encoding = neck.position_encoding
         self.grid = grid
 
     def forward(self, hidden):
         x = hidden.view(hidden.shape[0], self.grid, self.grid, -1).permute(0, 3, 1, 2)
-        f, p = self.neck(x)
-        return self.mask_decoder.conv_s0(f[0]), self.mask_decoder.conv_s1(f[1]), f[2], p[2]
+        top = self.top(x)
+        return self.s0(x), self.s1(x), top, self.position_encoding(top.shape, top.device, top.dtype)
 
 
 class TrackerVisionEager(nn.Module):

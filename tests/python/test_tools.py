@@ -21,6 +21,7 @@ SCRIPTS = ROOT / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 # Tiny models gain nothing from threads, and two OpenMP threads on a 2-core machine that is also
 # running something else spin-wait badly (several times slower): one thread keeps the suite fast.
@@ -80,6 +81,37 @@ class RoiAlignTest(unittest.TestCase):
 
         compat.install_roi_align_shim()
         self.assertIs(modeling_sam3.torchvision.ops.roi_align, compat.roi_align)
+
+
+class SubpixelTest(unittest.TestCase):
+    """The FPN levels' sub-pixel form (bundle format 4) against transformers' own Sam3FPNLayer."""
+
+    def test_matches_fpn_layers(self):
+        from transformers.models.sam3.modeling_sam3 import Sam3FPNLayer
+
+        from sam3tools.subpixel import ComposedFPNLevel, PlainFPNLevel, fast_fpn_level
+
+        torch.manual_seed(0)
+        x = torch.randn(2, 16, 5, 7)  # odd, non-square: every border of every phase is exercised
+        with torch.no_grad():
+            for scale in (4.0, 2.0):
+                layer = Sam3FPNLayer(16, 12, scale).eval()
+                for p in layer.parameters():  # biases too: they must not leak into the padding
+                    p.normal_()
+                for post in (None, nn.Conv2d(12, 5, 1)):
+                    want = layer(x) if post is None else post(layer(x))
+                    fast = fast_fpn_level(layer, post)
+                    self.assertIsInstance(fast, ComposedFPNLevel)
+                    got = fast(x)
+                    self.assertEqual(got.shape, want.shape)
+                    err = ((got - want).abs().max() / want.abs().max()).item()
+                    self.assertLess(err, 1e-5, f"scale {scale}, post {post is not None}")
+            # Levels without a transposed convolution run as they are.
+            for scale in (1.0, 0.5):
+                layer = Sam3FPNLayer(16, 12, scale).eval()
+                fast = fast_fpn_level(layer)
+                self.assertIsInstance(fast, PlainFPNLevel)
+                self.assertTrue(torch.equal(fast(x), layer(x)))
 
 
 class ExportTest(unittest.TestCase):
@@ -254,7 +286,7 @@ class ExportTest(unittest.TestCase):
         with open(os.path.join(self.bundle, "manifest.json")) as fh:
             m = json.load(fh)
         self.assertEqual(m, self.manifest)
-        self.assertEqual((m["format"], m["format_version"]), ("sam3-bundle", 3))
+        self.assertEqual((m["format"], m["format_version"]), ("sam3-bundle", 4))
         self.assertEqual(m["source"]["model_type"], "sam3")
         self.assertEqual((m["device"], m["dtype"]), ("cpu", "float32"))
         self.assertEqual((m["resolution"], m["patch_size"], m["mask_size"]), (112, 14, 32))
@@ -287,12 +319,21 @@ class ExportTest(unittest.TestCase):
         self.assertEqual(names["vision_backbone"], {"backbone"})
         # The first DETR encoder layer's self-attention block runs once per image, in the neck; the
         # heads hold the rest of that layer and none of its self-attention weights.
-        self.assertEqual(names["vision_neck"], {"neck", "detr_first"})
+        self.assertEqual(names["vision_neck"], {"levels", "detr_first"})
+        # Three FPN levels (Sam3Model drops the 0.5x one): 4x and 2x in sub-pixel form, 1x as it is.
+        self.assertEqual({n.split(".")[1] for n in full["vision_neck"] if n.startswith("levels.")}, {"0", "1", "2"})
+        self.assertIn("levels.0.sub.kernel", full["vision_neck"])
+        self.assertIn("levels.1.sub.kernel", full["vision_neck"])
         self.assertEqual({n.split(".")[1] for n in full["vision_neck"] if n.startswith("detr_first.")}, {"layer_norm1", "self_attn"})
         for head in ("head_text", "head_text_boxes"):
             first = {n.split(".")[3] for n in full[head] if n.startswith("detr_encoder.layers.0.")}
             self.assertEqual(first, {"cross_attn", "layer_norm2", "mlp", "layer_norm3"}, head)
-        self.assertEqual(names["tracker_neck"], {"neck", "mask_decoder"})
+        # conv_s0 / conv_s1 are folded into the tracker's 4x and 2x levels.
+        self.assertEqual(names["tracker_neck"], {"s0", "s1", "top"})
+        self.assertIn("s0.sub.kernel", full["tracker_neck"])
+        # The heads stop at the mask factors: no semantic head.
+        for head in ("head_text", "head_text_boxes"):
+            self.assertFalse(any("semantic_projection" in n for n in full[head]), head)
         self.assertEqual(names["text_encoder"], {"text_encoder", "text_projection"})
         head = {"detr_encoder", "detr_decoder", "mask_decoder", "dot_product_scoring"}
         self.assertEqual(names["head_text"], head)
@@ -336,6 +377,14 @@ class ExportTest(unittest.TestCase):
                 input_boxes_labels=labels,
             )
 
+        from sam3tools.export import with_masks
+
+        self.assertEqual(len(got_text), 6)
+        width = model.config.mask_decoder_config.hidden_size
+        self.assertEqual(tuple(got_boxes[3].shape), (3, 20, width))  # mask embeddings [B,Q,C]
+        self.assertEqual(tuple(got_boxes[4].shape), (3, 20))  # mask bias [B,Q]
+        self.assertEqual(tuple(got_boxes[5].shape), (3, width, 32, 32))  # pixel embeddings [B,C,M,M]
+        got_text, got_boxes = with_masks(got_text), with_masks(got_boxes)
         for what, got, want in (("text", got_text, want_text), ("text+boxes", got_boxes, want_boxes)):
             expected = (want.pred_logits, want.pred_boxes, want.presence_logits, want.pred_masks)
             for name, g, w in zip(("pred_logits", "pred_boxes", "presence_logits", "pred_masks"), got, expected):
