@@ -13,7 +13,9 @@ namespace {
 
 namespace F = torch::nn::functional;
 
-// A head pass returns (pred_logits, pred_boxes, presence_logits, mask_emb, mask_bias, pixel_emb).
+// The neck returns (f0, f1, f2, p2, e0); a head pass takes (f0, f1, f2, p2, e0, text, mask[, boxes,
+// labels]) and returns (pred_logits, pred_boxes, presence_logits, mask_emb, mask_bias, pixel_emb).
+constexpr size_t kNeckOutputs = 5;
 constexpr size_t kHeadOutputs = 6;
 
 using Clock = std::chrono::steady_clock;
@@ -176,8 +178,8 @@ void Warmup(ModelState& s) {
   const int64_t l = s.config.text_length;
   auto fopts = torch::TensorOptions().device(s.device);
   torch::Tensor px = torch::zeros({1, 3, r, r}, fopts.dtype(s.config.dtype));
-  auto v = RunTuple(s.neck, {RunBackbone(s, px)}, 7, "vision neck");
-  for (int i = 3; i < 6; i++) s.pos.push_back(v[i].narrow(0, 0, 1).contiguous());
+  auto v = RunTuple(s.neck, {RunBackbone(s, px)}, kNeckOutputs, "vision neck");
+  s.pos = v[3].narrow(0, 0, 1).contiguous();
   if (s.config.mask_size != v[0].size(-1)) {
     throw NativeError(code::kModelLoad, "bundle manifest says mask_size " + std::to_string(s.config.mask_size) +
                                             " but the vision encoder produces " + std::to_string(v[0].size(-1)));
@@ -187,10 +189,10 @@ void Warmup(ModelState& s) {
   torch::Tensor am = torch::ones({1, l}, fopts.dtype(torch::kLong));
   auto t = RunTuple(s.text, {ids, am}, 1, "text encoder");
   torch::Tensor mask = am.to(torch::kBool);
-  RunTuple(s.head_text, {v[0], v[1], v[2], v[3], v[4], v[5], v[6], t[0], mask}, kHeadOutputs, "text head");
+  RunTuple(s.head_text, {v[0], v[1], v[2], v[3], v[4], t[0], mask}, kHeadOutputs, "text head");
   torch::Tensor boxes = torch::full({1, 1, 4}, 0.5, fopts.dtype(s.config.dtype));
   torch::Tensor labels = torch::ones({1, 1}, fopts.dtype(torch::kLong));
-  RunTuple(s.head_boxes, {v[0], v[1], v[2], v[3], v[4], v[5], v[6], t[0], mask, boxes, labels}, kHeadOutputs, "box head");
+  RunTuple(s.head_boxes, {v[0], v[1], v[2], v[3], v[4], t[0], mask, boxes, labels}, kHeadOutputs, "box head");
 }
 
 }  // namespace
@@ -355,7 +357,7 @@ Napi::Value Model::EncodeImages(const Napi::CallbackInfo& info) {
     const double pre_ms = MsSince(t0);
     auto t1 = Clock::now();
     torch::Tensor hidden = RunBackbone(*state, px);
-    auto out = RunTuple(state->neck, {hidden}, 7, "vision neck");
+    auto out = RunTuple(state->neck, {hidden}, kNeckOutputs, "vision neck");
     const double enc_ms = MsSince(t1);
     const int64_t n = static_cast<int64_t>(pixels.size());
     std::vector<std::shared_ptr<FeaturesState>> feats;
@@ -368,7 +370,7 @@ Napi::Value Model::EncodeImages(const Napi::CallbackInfo& info) {
         f->bytes += TensorBytes(f->feats.back());
       }
       {
-        torch::Tensor t = out[6].narrow(0, i, 1);
+        torch::Tensor t = out[4].narrow(0, i, 1);
         f->detr_first = n == 1 ? t : t.clone();
         f->bytes += TensorBytes(f->detr_first);
       }
@@ -523,7 +525,7 @@ Napi::Value Model::Segment(const Napi::CallbackInfo& info) {
         const int64_t b = static_cast<int64_t>(end - start);
         std::vector<torch::jit::IValue> in;
         for (int lvl = 0; lvl < 3; lvl++) in.push_back(feats->feats[lvl].expand({b, -1, -1, -1}).contiguous());
-        for (int lvl = 0; lvl < 3; lvl++) in.push_back(s.pos[lvl].expand({b, -1, -1, -1}).contiguous());
+        in.push_back(s.pos.expand({b, -1, -1, -1}).contiguous());
         in.push_back(feats->detr_first.expand({b, -1, -1}).contiguous());
         std::vector<torch::Tensor> tf, tm;
         for (size_t i = start; i < end; i++) {

@@ -49,7 +49,7 @@ struct ModelState {
   torch::jit::Module text;
   torch::jit::Module head_text;
   torch::jit::Module head_boxes;
-  std::vector<torch::Tensor> pos;  // position encodings of the 3 FPN levels, batch 1
+  torch::Tensor pos;  // the coarsest FPN level's position encoding (the only one the heads read), batch 1
   torch::Tensor mean;              // [1,3,1,1] float32
   torch::Tensor std;
   double load_ms = 0;

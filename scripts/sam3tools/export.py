@@ -8,8 +8,9 @@ outputs are tuples):
   ``vision_encoder.backbone(pixel_values).last_hidden_state``. It is its own piece because the video
   tracker's neck reads the same ViT output: one copy of the ViT weights serves both, and a frame
   that both the detector and the tracker need runs the ViT once.
-* vision_neck.pt     (hidden [B,g*g,V]) -> (f0, f1, f2, p0, p1, p2, e0): the detector's FPN neck,
-  ``vision_encoder(pixel_values).fpn_hidden_states[:-1]`` and ``.fpn_position_encoding[:-1]`` from
+* vision_neck.pt     (hidden [B,g*g,V]) -> (f0, f1, f2, p2, e0): the detector's FPN neck,
+  ``vision_encoder(pixel_values).fpn_hidden_states[:-1]`` and ``.fpn_position_encoding[2]`` (the
+  only position encoding Sam3Model reads) from
   the ViT output on (``Sam3VisionModel.forward`` after its backbone call), plus e0 [B,h*w,D]: the
   first DETR encoder layer's self-attention block over f2's tokens. That block reads only the
   image (the prompt enters at the layer's cross-attention), so it is computed once per image here
@@ -18,12 +19,12 @@ outputs are tuples):
   level, which Sam3Model drops, is not computed.
 * text_encoder.pt    (input_ids int64 [N,L], attention_mask int64 [N,L]) -> (text_features [N,L,D],):
   ``Sam3Model.get_text_features(...).pooler_output``.
-* head_text.pt       (f0, f1, f2, p0, p1, p2, e0, text_features [B,L,D], text_mask bool [B,L])
+* head_text.pt       (f0, f1, f2, p2, e0, text_features [B,L,D], text_mask bool [B,L])
   -> (pred_logits [B,Q], pred_boxes [B,Q,4] xyxy normalised, presence_logits [B,1],
   mask_embeddings [B,Q,C], mask_bias [B,Q], pixel_embeddings [B,C,M,M]): the mask logits are
   pred_masks[b,q] = mask_embeddings[b,q] . pixel_embeddings[b] + mask_bias[b,q], which the addon
   computes only for the queries it keeps (see MaskDecoderEmbeddings).
-* head_text_boxes.pt (... the same 9 ..., input_boxes [B,K,4] cxcywh normalised, input_boxes_labels
+* head_text_boxes.pt (... the same 7 ..., input_boxes [B,K,4] cxcywh normalised, input_boxes_labels
   int64 [B,K]: 1 positive, 0 negative, -10 padding) -> the same 6 outputs. K >= 1.
 
 The heads run ``Sam3Model.forward`` itself (from the FPN features on, with ``vision_embeds`` and
@@ -141,8 +142,10 @@ class VisionNeckPiece(nn.Module):
     def forward(self, hidden):
         x = spatial(hidden, self.grid)
         f = [level(x) for level in self.levels]
-        p = [self.position_encoding(t.shape, t.device, t.dtype) for t in f]
-        return f[0], f[1], f[2], p[0], p[1], p[2], self.detr_first(f[2], p[2])
+        # Only the coarsest level's position encoding is read (by the DETR encoder and the geometry
+        # encoder); those of the finer levels, ~60 ms of sin/cos at 288x288 on a CPU, are not made.
+        p2 = self.position_encoding(f[2].shape, f[2].device, f[2].dtype)
+        return f[0], f[1], f[2], p2, self.detr_first(f[2], p2)
 
 
 class _Given:
@@ -203,19 +206,21 @@ class VisionEncoderEager(nn.Module):
         out = self.vision_encoder(pixel_values)
         f = out.fpn_hidden_states[:-1]
         p = out.fpn_position_encoding[:-1]
-        return f[0], f[1], f[2], p[0], p[1], p[2], detr_first_block(self.detr_first_layer, f[2], p[2])
+        return f[0], f[1], f[2], p[2], detr_first_block(self.detr_first_layer, f[2], p[2])
 
 
 class HeadEager(nn.Module):
-    """The untouched eager head (Sam3Model.forward from the FPN features, no e0): what a traced
-    head fed with e0 must reproduce."""
+    """The untouched eager head (Sam3Model.forward from the FPN features, no e0, every level's real
+    position encoding): what a traced head fed with e0 and p2 alone must reproduce."""
 
     def __init__(self, model, with_boxes: bool):
         super().__init__()
         self.piece = _HeadBase(model, with_boxes, given_first=False)
+        self.position_encoding = model.vision_encoder.neck.position_encoding
 
-    def forward(self, f0, f1, f2, p0, p1, p2, e0, *rest):
-        return self.piece.run(f0, f1, f2, p0, p1, p2, None, *rest)
+    def forward(self, f0, f1, f2, p2, e0, *rest):
+        p0, p1 = (self.position_encoding(t.shape, t.device, t.dtype) for t in (f0, f1))
+        return self.piece.run(f0, f1, f2, (p0, p1, p2), None, *rest)
 
 
 def backbone_fingerprint(backbone: nn.Module) -> dict:
@@ -324,12 +329,15 @@ class _HeadBase(nn.Module):
         self.dot_product_scoring = model.dot_product_scoring
         self.compute_dtype = model.text_projection.weight.dtype
 
-    def run(self, f0, f1, f2, p0, p1, p2, e0, text_features, text_mask, input_boxes=None, input_boxes_labels=None):
+    def run(self, f0, f1, f2, pos, e0, text_features, text_mask, input_boxes=None, input_boxes_labels=None):
+        """pos: p2, or (p0, p1, p2) for the eager reference. Sam3Model.forward reads only the coarsest
+        level's position encoding (DETR and geometry encoders), so the traced heads take p2 alone."""
         from transformers import Sam3Model
         from transformers.modeling_outputs import BaseModelOutputWithPooling
         from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
         # Sam3Model.forward drops the last FPN level ([:-1]); f2/p2 stand in for it.
+        p0, p1, p2 = pos if isinstance(pos, tuple) else (pos, pos, pos)
         vision = Sam3VisionEncoderOutput(fpn_hidden_states=(f0, f1, f2, f2), fpn_position_encoding=(p0, p1, p2, p2))
         text = BaseModelOutputWithPooling(pooler_output=text_features.to(self.compute_dtype))
         kwargs = {}
@@ -356,16 +364,16 @@ class HeadTextPiece(_HeadBase):
     def __init__(self, model):
         super().__init__(model, with_boxes=False)
 
-    def forward(self, f0, f1, f2, p0, p1, p2, e0, text_features, text_mask):
-        return self.run(f0, f1, f2, p0, p1, p2, e0, text_features, text_mask)
+    def forward(self, f0, f1, f2, p2, e0, text_features, text_mask):
+        return self.run(f0, f1, f2, p2, e0, text_features, text_mask)
 
 
 class HeadTextBoxesPiece(_HeadBase):
     def __init__(self, model):
         super().__init__(model, with_boxes=True)
 
-    def forward(self, f0, f1, f2, p0, p1, p2, e0, text_features, text_mask, input_boxes, input_boxes_labels):
-        return self.run(f0, f1, f2, p0, p1, p2, e0, text_features, text_mask, input_boxes, input_boxes_labels)
+    def forward(self, f0, f1, f2, p2, e0, text_features, text_mask, input_boxes, input_boxes_labels):
+        return self.run(f0, f1, f2, p2, e0, text_features, text_mask, input_boxes, input_boxes_labels)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -554,7 +562,7 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         traced_neck = trace(neck, (hidden,))
         trace_out = traced_neck(hidden)
         fpn_shapes = [list(t.shape[1:]) for t in trace_out[:3]]
-        pos = [t[:1] for t in trace_out[3:6]]  # position encodings do not depend on the image
+        p2_one = trace_out[3][:1]  # the position encoding does not depend on the image
         del trace_out, x_trace, hidden
         x_check = randn(1, 3, resolution, resolution)
         hidden = traced_backbone(x_check)[0]
@@ -590,11 +598,11 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         def head_inputs(prompts: list[str]):
             b = len(prompts)
             feats = tuple(randn(b, *shape) for shape in fpn_shapes)
-            poss = tuple(p.expand(b, -1, -1, -1).contiguous() for p in pos)
-            e0 = first_block(feats[2], poss[2])  # what vision_neck hands the heads with the features
+            p2 = p2_one.expand(b, -1, -1, -1).contiguous()
+            e0 = first_block(feats[2], p2)  # what vision_neck hands the heads with the features
             i, m = tokenize(tokenizer, prompts)
             text_features = text_piece(i.to(dev), m.to(dev))[0]
-            return feats + poss + (e0, text_features, m.to(dev).bool())
+            return feats + (p2, e0, text_features, m.to(dev).bool())
 
         def boxes(rows: list[list[tuple]]):
             """rows of (cx, cy, w, h, label); label -10 marks padding (box -10,-10,0,0 as the processor pads)."""
@@ -700,10 +708,10 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         },
         "signatures": {
             "vision_backbone": "(pixel_values[B,3,R,R] dtype) -> (hidden[B,g*g,V],)",
-            "vision_neck": "(hidden[B,g*g,V]) -> (f0, f1, f2, p0, p1, p2, e0[B,h*w,D]: the first DETR encoder layer's self-attention block)",
+            "vision_neck": "(hidden[B,g*g,V]) -> (f0, f1, f2, p2, e0[B,h*w,D]: the first DETR encoder layer's self-attention block)",
             "text_encoder": "(input_ids int64[N,L], attention_mask int64[N,L]) -> (text_features[N,L,D],)",
-            "head_text": "(f0, f1, f2, p0, p1, p2, e0, text_features[B,L,D], text_mask bool[B,L]) -> (pred_logits[B,Q], pred_boxes[B,Q,4] xyxy, presence_logits[B,1], mask_embeddings[B,Q,C], mask_bias[B,Q], pixel_embeddings[B,C,M,M]); pred_masks[b,q] = mask_embeddings[b,q] . pixel_embeddings[b] + mask_bias[b,q]",
-            "head_text_boxes": "(f0, f1, f2, p0, p1, p2, e0, text_features[B,L,D], text_mask bool[B,L], input_boxes[B,K,4] cxcywh, input_boxes_labels int64[B,K] 1/0/-10 pad) -> (pred_logits, pred_boxes, presence_logits, mask_embeddings, mask_bias, pixel_embeddings)",
+            "head_text": "(f0, f1, f2, p2, e0, text_features[B,L,D], text_mask bool[B,L]) -> (pred_logits[B,Q], pred_boxes[B,Q,4] xyxy, presence_logits[B,1], mask_embeddings[B,Q,C], mask_bias[B,Q], pixel_embeddings[B,C,M,M]); pred_masks[b,q] = mask_embeddings[b,q] . pixel_embeddings[b] + mask_bias[b,q]",
+            "head_text_boxes": "(f0, f1, f2, p2, e0, text_features[B,L,D], text_mask bool[B,L], input_boxes[B,K,4] cxcywh, input_boxes_labels int64[B,K] 1/0/-10 pad) -> (pred_logits, pred_boxes, presence_logits, mask_embeddings, mask_bias, pixel_embeddings)",
         },
     }
     if video is not None:
