@@ -276,6 +276,9 @@ class MaskDecoderEmbeddings(nn.Module):
         self.prompt_cross_attn_dropout = mask_decoder.prompt_cross_attn_dropout
         self.taken = taken
 
+    def pixel_decode(self, features):
+        return pixel_decode_of(self.pixel_decoder, features)
+
     def forward(self, decoder_queries, backbone_features, encoder_hidden_states, prompt_features=None, prompt_mask=None, **kwargs):
         from transformers.masking_utils import create_bidirectional_mask
         from transformers.models.sam3.modeling_sam3 import Sam3MaskDecoderOutput
@@ -294,13 +297,34 @@ class MaskDecoderEmbeddings(nn.Module):
         height, width = backbone_features[-1].shape[-2:]
         visual = encoder_hidden_states[:, : height * width, :]
         visual = visual.transpose(1, 2).reshape(visual.shape[0], visual.shape[2], height, width)
-        pixel_embed = self.pixel_decoder(list(backbone_features[:-1]) + [visual])
+        pixel_embed = self.pixel_decode(list(backbone_features[:-1]) + [visual])
         mask_embed = self.mask_embedder(decoder_queries)
         w = self.instance_projection.weight[:, :, 0, 0]
         emb = mask_embed @ w
         bias = mask_embed @ self.instance_projection.bias if self.instance_projection.bias is not None else mask_embed[..., 0] * 0
         self.taken.value = (emb, bias, pixel_embed)
         return Sam3MaskDecoderOutput(pred_masks=None, semantic_seg=None)
+
+
+def pixel_decode_of(pixel_decoder, features: list[torch.Tensor]) -> torch.Tensor:
+    """``Sam3PixelDecoder.forward`` with its nearest 2x up-sampling and skip addition done as one
+    broadcast add (up(prev) + feat with up by exactly 2 is feat viewed [B,C,H,2,W,2] plus prev viewed
+    [B,C,H,1,W,1]: the same sums, without the up-sampled map written out at the finest levels)."""
+    import torch.nn.functional as F
+
+    prev = features[-1]
+    for idx, feat in enumerate(reversed(features[:-1])):
+        b, c, h, w = prev.shape
+        if tuple(feat.shape[-2:]) == (2 * h, 2 * w):
+            # contiguous(): the coarsest map is a transposed view of the encoder tokens, and a sum
+            # follows its operands' layout.
+            prev = (feat.contiguous().view(b, c, h, 2, w, 2) + prev.contiguous().view(b, c, h, 1, w, 1)).view(b, c, 2 * h, 2 * w)
+        else:
+            prev = F.interpolate(prev, size=feat.shape[-2:], mode="nearest") + feat
+        prev = pixel_decoder.conv_layers[idx](prev)
+        prev = pixel_decoder.norms[idx](prev)
+        prev = F.relu(prev)
+    return prev
 
 
 def with_masks(outputs):
