@@ -13,8 +13,9 @@ namespace {
 
 namespace F = torch::nn::functional;
 
-// The neck returns (f0, f1, f2, p2, e0); a head pass takes (f0, f1, f2, p2, e0, text, mask[, boxes,
-// labels]) and returns (pred_logits, pred_boxes, presence_logits, mask_emb, mask_bias, pixel_emb).
+// The neck returns (f0, f1, f2, p2, e0); a head pass takes (f2, p2, e0, text, mask[, boxes, labels])
+// and returns (pred_logits, pred_boxes, presence_logits, mask_emb, mask_bias, visual); the pixel
+// decoder takes (f0, f1, visual) and returns pixel_emb (bundle format 5).
 constexpr size_t kNeckOutputs = 5;
 constexpr size_t kHeadOutputs = 6;
 
@@ -98,15 +99,13 @@ struct QueryOut {
   std::vector<float> scores;
   std::vector<float> boxes;  // xywh normalised
   std::vector<std::string> masks;
+  torch::Tensor kept;        // indices of the kept queries, by descending score (until the masks are made)
 };
 
-// Threshold, sort by score, binarise masks at the original size and RLE-encode them.
-// One query's outputs of a head pass: the head hands the two factors of its mask logits (bundle
-// format 4), pred_masks[q] = mask_emb[q] . pixel_emb + mask_bias[q], and only the kept queries'
-// masks are computed (a few of the 200, each a [C] x [C, M*M] product).
-QueryOut PostProcess(const torch::Tensor& logits, const torch::Tensor& boxes_xyxy, const torch::Tensor& presence,
-                     const torch::Tensor& mask_emb, const torch::Tensor& mask_bias, const torch::Tensor& pixel_emb,
-                     double threshold, double mask_threshold, int64_t height, int64_t width) {
+// One prompt's outputs of a head pass: threshold, sort by score, boxes to xywh. Leaves the kept
+// queries' indices in out.kept (empty: nothing found, and the pixel decoder need not run).
+QueryOut SelectQueries(const torch::Tensor& logits, const torch::Tensor& boxes_xyxy, const torch::Tensor& presence,
+                       double threshold) {
   QueryOut out;
   torch::Tensor scores = torch::sigmoid(logits.to(torch::kFloat32)) * torch::sigmoid(presence.to(torch::kFloat32));
   torch::Tensor keep = torch::nonzero(scores > threshold).flatten();
@@ -123,6 +122,17 @@ QueryOut PostProcess(const torch::Tensor& logits, const torch::Tensor& boxes_xyx
   const int64_t k = idx.numel();
   out.scores.assign(sel_scores.data_ptr<float>(), sel_scores.data_ptr<float>() + k);
   out.boxes.assign(xywh.data_ptr<float>(), xywh.data_ptr<float>() + k * 4);
+  out.kept = idx;
+  return out;
+}
+
+// The kept queries' masks: pred_masks[q] = mask_emb[q] . pixel_emb + mask_bias[q] (a few of the 200
+// queries, each a [C] x [C, M*M] product), upsampled to the original size, binarised, RLE-encoded.
+void AddMasks(QueryOut& out, const torch::Tensor& mask_emb, const torch::Tensor& mask_bias, const torch::Tensor& pixel_emb,
+              double mask_threshold, int64_t height, int64_t width) {
+  const torch::Tensor idx = out.kept;
+  out.kept = torch::Tensor();
+  const int64_t k = idx.numel();
   const int64_t mh = pixel_emb.size(-2), mw = pixel_emb.size(-1);
   torch::Tensor mask_logits =
       torch::mm(mask_emb.index_select(0, idx), pixel_emb.reshape({pixel_emb.size(0), mh * mw})).view({k, mh, mw}) +
@@ -146,7 +156,6 @@ QueryOut PostProcess(const torch::Tensor& logits, const torch::Tensor& boxes_xyx
       out.masks.push_back(RleCountsToString(RleCountsRowMajor(base + i * height * width, height, width)));
     }
   }
-  return out;
 }
 
 Napi::Object QueryToJs(Napi::Env env, const QueryOut& q, int64_t height, int64_t width) {
@@ -189,10 +198,11 @@ void Warmup(ModelState& s) {
   torch::Tensor am = torch::ones({1, l}, fopts.dtype(torch::kLong));
   auto t = RunTuple(s.text, {ids, am}, 1, "text encoder");
   torch::Tensor mask = am.to(torch::kBool);
-  RunTuple(s.head_text, {v[0], v[1], v[2], v[3], v[4], t[0], mask}, kHeadOutputs, "text head");
+  auto h = RunTuple(s.head_text, {v[2], v[3], v[4], t[0], mask}, kHeadOutputs, "text head");
+  RunTuple(s.pixel, {v[0], v[1], h[5]}, 1, "pixel decoder");
   torch::Tensor boxes = torch::full({1, 1, 4}, 0.5, fopts.dtype(s.config.dtype));
   torch::Tensor labels = torch::ones({1, 1}, fopts.dtype(torch::kLong));
-  RunTuple(s.head_boxes, {v[0], v[1], v[2], v[3], v[4], t[0], mask, boxes, labels}, kHeadOutputs, "box head");
+  RunTuple(s.head_boxes, {v[2], v[3], v[4], t[0], mask, boxes, labels}, kHeadOutputs, "box head");
 }
 
 }  // namespace
@@ -232,6 +242,7 @@ Napi::Value Model::Load(const Napi::CallbackInfo& info, std::shared_ptr<EngineCo
   cfg.text_path = GetString(o, "textEncoder");
   cfg.head_text_path = GetString(o, "headText");
   cfg.head_boxes_path = GetString(o, "headTextBoxes");
+  cfg.pixel_path = GetString(o, "pixelDecoder");
   cfg.bundle_device = GetString(o, "bundleDevice");
   cfg.dtype = ParseDtype(env, GetString(o, "dtype"));
   cfg.resolution = GetPositiveInt(o, "resolution");
@@ -271,6 +282,7 @@ Napi::Value Model::Load(const Napi::CallbackInfo& info, std::shared_ptr<EngineCo
     state->text = LoadPiece(cfg.text_path, device, "text encoder");
     state->head_text = LoadPiece(cfg.head_text_path, device, "text detector head");
     state->head_boxes = LoadPiece(cfg.head_boxes_path, device, "text+box detector head");
+    state->pixel = LoadPiece(cfg.pixel_path, device, "pixel decoder");
     auto fopts = torch::TensorOptions().dtype(torch::kFloat32).device(device);
     state->mean = torch::tensor(std::vector<float>(cfg.mean.begin(), cfg.mean.end()), fopts).view({1, 3, 1, 1});
     state->std = torch::tensor(std::vector<float>(cfg.std.begin(), cfg.std.end()), fopts).view({1, 3, 1, 1});
@@ -517,14 +529,15 @@ Napi::Value Model::Segment(const Napi::CallbackInfo& info) {
   Work work = [state, feats, queries = std::move(queries), threshold, mask_threshold, max_batch]() -> Finisher {
     const ModelState& s = *state;
     std::vector<QueryOut> results(queries.size());
-    double head_ms = 0, post_ms = 0;
+    double head_ms = 0, post_ms = 0, pixel_ms = 0;
     int passes = 0;
+    int64_t pixel_rows = 0;
     auto run_group = [&](const std::vector<size_t>& group, bool with_boxes) {
       for (size_t start = 0; start < group.size(); start += static_cast<size_t>(max_batch)) {
         const size_t end = std::min(group.size(), start + static_cast<size_t>(max_batch));
         const int64_t b = static_cast<int64_t>(end - start);
         std::vector<torch::jit::IValue> in;
-        for (int lvl = 0; lvl < 3; lvl++) in.push_back(feats->feats[lvl].expand({b, -1, -1, -1}).contiguous());
+        in.push_back(feats->feats[2].expand({b, -1, -1, -1}).contiguous());
         in.push_back(s.pos.expand({b, -1, -1, -1}).contiguous());
         in.push_back(feats->detr_first.expand({b, -1, -1}).contiguous());
         std::vector<torch::Tensor> tf, tm;
@@ -569,11 +582,31 @@ Napi::Value Model::Segment(const Napi::CallbackInfo& info) {
         head_ms += MsSince(t0);
         passes++;
         auto t1 = Clock::now();
+        std::vector<int64_t> found;  // rows of this pass with a query above the threshold
         for (int64_t r = 0; r < b; r++) {
-          results[group[start + r]] = PostProcess(out[0][r], out[1][r], out[2][r], out[3][r], out[4][r], out[5][r],
-                                                  threshold, mask_threshold, feats->height, feats->width);
+          QueryOut& q = results[group[start + r]];
+          q = SelectQueries(out[0][r], out[1][r], out[2][r], threshold);
+          if (q.kept.defined()) found.push_back(r);
         }
         post_ms += MsSince(t1);
+        if (found.empty()) continue;
+        // The pixel decoder, for the prompts that found something only (the image's skip features
+        // broadcast over them).
+        auto t2 = Clock::now();
+        torch::Tensor visual = out[5];
+        if (static_cast<int64_t>(found.size()) != b) {
+          visual = visual.index_select(0, torch::tensor(found, torch::kLong).to(visual.device()));
+        }
+        torch::Tensor pixel = RunTuple(state->pixel, {feats->feats[0], feats->feats[1], visual}, 1, "pixel decoder")[0];
+        pixel_ms += MsSince(t2);
+        pixel_rows += static_cast<int64_t>(found.size());
+        auto t3 = Clock::now();
+        for (size_t j = 0; j < found.size(); j++) {
+          const int64_t r = found[j];
+          AddMasks(results[group[start + r]], out[3][r], out[4][r], pixel[static_cast<int64_t>(j)], mask_threshold,
+                   feats->height, feats->width);
+        }
+        post_ms += MsSince(t3);
       }
     };
     std::vector<size_t> text_only, with_boxes;
@@ -581,7 +614,8 @@ Napi::Value Model::Segment(const Napi::CallbackInfo& info) {
     if (!text_only.empty()) run_group(text_only, false);
     if (!with_boxes.empty()) run_group(with_boxes, true);
     const int64_t h = feats->height, w = feats->width;
-    return [results = std::move(results), head_ms, post_ms, passes, h, w](Napi::Env env, Napi::Object) -> Napi::Value {
+    return [results = std::move(results), head_ms, post_ms, pixel_ms, pixel_rows, passes, h, w](Napi::Env env,
+                                                                                               Napi::Object) -> Napi::Value {
       Napi::Object res = Napi::Object::New(env);
       Napi::Array arr = Napi::Array::New(env, results.size());
       for (size_t i = 0; i < results.size(); i++) arr.Set(static_cast<uint32_t>(i), QueryToJs(env, results[i], h, w));
@@ -590,6 +624,8 @@ Napi::Value Model::Segment(const Napi::CallbackInfo& info) {
       timings.Set("headMs", head_ms);
       timings.Set("postprocessMs", post_ms);
       timings.Set("headPasses", passes);
+      timings.Set("pixelDecoderMs", pixel_ms);
+      timings.Set("pixelDecoderRows", static_cast<double>(pixel_rows));
       res.Set("timings", timings);
       return res;
     };

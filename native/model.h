@@ -1,7 +1,7 @@
 // SAM 3 image predictor over a TorchScript model bundle.
 //
 // Model       the traced pieces of a bundle on one engine (device): ViT, detector neck, text encoder,
-//             two heads (the ViT is shared with a video Tracker on the same engine), plus constants
+//             two heads and the pixel decoder (the ViT is shared with a video Tracker on the same engine), plus constants
 //             (normalisation, position encodings) computed once at load.
 // ImageFeatures  the FPN features of one image, kept on the device, reusable for many prompts.
 // TextEmbedding  the projected text features of one prompt (cached by the JS layer).
@@ -30,6 +30,7 @@ struct ModelConfig {
   std::string text_path;
   std::string head_text_path;
   std::string head_boxes_path;
+  std::string pixel_path;     // the mask decoder's pixel decoder, run only for prompts that found something
   std::string bundle_device;  // the device the bundle was traced on
   torch::ScalarType dtype = torch::kFloat32;
   int64_t resolution = 0;
@@ -49,6 +50,7 @@ struct ModelState {
   torch::jit::Module text;
   torch::jit::Module head_text;
   torch::jit::Module head_boxes;
+  torch::jit::Module pixel;
   torch::Tensor pos;  // the coarsest FPN level's position encoding (the only one the heads read), batch 1
   torch::Tensor mean;              // [1,3,1,1] float32
   torch::Tensor std;

@@ -3,7 +3,8 @@
 
     export_sam3.py --checkpoint HF_DIR_OR_HUB_ID --out BUNDLE_DIR [--device cpu|cuda[:N]] [--dtype float32|bfloat16|float16]
 
-Writes vision_backbone.pt, vision_neck.pt, text_encoder.pt, head_text.pt, head_text_boxes.pt (and the
+Writes vision_backbone.pt, vision_neck.pt, text_encoder.pt, head_text.pt, head_text_boxes.pt,
+pixel_decoder.pt (and the
 video tracker's pieces for sam3_video checkpoints; TorchScript, traced on --device in --dtype and
 checked against eager transformers), tokenizer.json (padding and truncation to 32 tokens built in)
 and, last, manifest.json. Progress goes to stderr.

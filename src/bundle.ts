@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { ErrorCode, Sam3Error } from './errors.js';
 
 export const BUNDLE_FORMAT = 'sam3-bundle';
-export const BUNDLE_FORMAT_VERSION = 4;
+export const BUNDLE_FORMAT_VERSION = 5;
 
 const fileEntry = z.object({
   path: z.string().min(1),
@@ -51,6 +51,8 @@ export const manifestSchema = z.looseObject({
     text_encoder: fileEntry,
     head_text: fileEntry,
     head_text_boxes: fileEntry,
+    // The mask decoder's pixel decoder, run only for prompts where some query passes the threshold.
+    pixel_decoder: fileEntry,
     tokenizer: fileEntry,
     // The video tracker (bundles exported from a sam3_video checkpoint such as facebook/sam3).
     tracker_neck: fileEntry.optional(),

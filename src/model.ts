@@ -183,6 +183,7 @@ export class Sam3Model {
           textEncoder: bundle.file('text_encoder'),
           headText: bundle.file('head_text'),
           headTextBoxes: bundle.file('head_text_boxes'),
+          pixelDecoder: bundle.file('pixel_decoder'),
           bundleDevice: m.device,
           dtype: m.dtype,
           resolution: m.resolution,

@@ -29,6 +29,8 @@ export interface NativeModelOptions {
   textEncoder: string;
   headText: string;
   headTextBoxes: string;
+  /** pixel_decoder.pt: run only for the prompts that found something. */
+  pixelDecoder: string;
   bundleDevice: string;
   dtype: string;
   resolution: number;

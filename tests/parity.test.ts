@@ -189,6 +189,53 @@ describe('parity with transformers eager Sam3Model', () => {
     }
   });
 
+  it('a batched head pass where only some prompts find something: masks for those prompts alone, unchanged', async () => {
+    // The pixel decoder runs only for the rows of a pass with a query above the threshold, on
+    // those rows' visual features (bundle format 5). Cut each multi-prompt pass so that some of its
+    // prompts keep detections and others keep none; every prompt must still give exactly the
+    // reference detections above the cut (a row mapped to another row's pixel embeddings would
+    // give another prompt's masks).
+    const passes: [string, number[]][] = [
+      ['batched', [0, 1, 3]], // its three text-only prompts share one pass (the text+box one has its own)
+      ['padded-boxes', [0, 1, 2]],
+    ];
+    for (const [name, rows] of passes) {
+      const c = cases.find((x) => x.name === name)!;
+      const refq = ref.cases[name]!.queries;
+      const tops = rows.map((q) => Math.max(...refq[q]!.scores));
+      const lo = Math.min(...tops);
+      const hi = Math.max(...tops);
+      const pooled = rows.flatMap((q) => refq[q]!.scores).filter((s) => s >= lo && s <= hi).sort((a, b) => a - b);
+      let cut = NaN;
+      let gap = -1;
+      for (let i = 0; i + 1 < pooled.length; i++) {
+        if (pooled[i + 1]! - pooled[i]! > gap) {
+          gap = pooled[i + 1]! - pooled[i]!;
+          cut = (pooled[i]! + pooled[i + 1]!) / 2;
+        }
+      }
+      // The cut sits more than SCORE_TOL from every reference score, so no score within tolerance crosses it.
+      assert.ok(gap > 2 * SCORE_TOL, `${name}: the prompts' top scores leave a usable gap (${tops})`);
+      const features = await model.encodeImage(images[c.image]!);
+      try {
+        const results = await model.segmentBatch(features, c.prompts, { threshold: cut });
+        let found = 0;
+        let empty = 0;
+        for (const q of rows) {
+          const all = refq[q]!;
+          const keep = all.scores.map((s, i) => (s > cut ? i : -1)).filter((i) => i >= 0);
+          if (keep.length > 0) found++;
+          else empty++;
+          const above = { ...all, scores: keep.map((i) => all.scores[i]!), boxes: keep.map((i) => all.boxes[i]!), masks: keep.map((i) => all.masks[i]!) };
+          assertMatches(results[q]!, above, `${name} query ${q} at threshold ${cut.toFixed(4)}`);
+        }
+        assert.ok(found > 0 && empty > 0, `${name}: the cut leaves ${found} prompts with detections and ${empty} without`);
+      } finally {
+        features.dispose();
+      }
+    }
+  });
+
   it('scores come sorted, masks are the original image size, boxes are normalised xywh', async () => {
     const features = await model.encodeImage(images.wide!);
     try {

@@ -1,4 +1,4 @@
-"""Export a SAM 3 checkpoint to a model bundle: four TorchScript pieces, tokenizer.json, manifest.json
+"""Export a SAM 3 checkpoint to a model bundle: six TorchScript pieces, tokenizer.json, manifest.json
 (plus the video tracker's pieces for sam3_video checkpoints: see tracker_export.py).
 
 The pieces and their exact signatures (the C++ addon depends on them; inputs are positional tensors,
@@ -19,19 +19,26 @@ outputs are tuples):
   level, which Sam3Model drops, is not computed.
 * text_encoder.pt    (input_ids int64 [N,L], attention_mask int64 [N,L]) -> (text_features [N,L,D],):
   ``Sam3Model.get_text_features(...).pooler_output``.
-* head_text.pt       (f0, f1, f2, p2, e0, text_features [B,L,D], text_mask bool [B,L])
+* head_text.pt       (f2, p2, e0, text_features [B,L,D], text_mask bool [B,L])
   -> (pred_logits [B,Q], pred_boxes [B,Q,4] xyxy normalised, presence_logits [B,1],
-  mask_embeddings [B,Q,C], mask_bias [B,Q], pixel_embeddings [B,C,M,M]): the mask logits are
-  pred_masks[b,q] = mask_embeddings[b,q] . pixel_embeddings[b] + mask_bias[b,q], which the addon
-  computes only for the queries it keeps (see MaskDecoderEmbeddings).
-* head_text_boxes.pt (... the same 7 ..., input_boxes [B,K,4] cxcywh normalised, input_boxes_labels
-  int64 [B,K]: 1 positive, 0 negative, -10 padding) -> the same 6 outputs. K >= 1.
+  mask_embeddings [B,Q,C], mask_bias [B,Q], visual [B,C,h,w]): everything of the detector that
+  decides what is found, and the two inputs of the mask logits that depend on the prompt (see
+  MaskDecoderEmbeddings). visual is the mask decoder's coarsest pixel-decoder input: the DETR
+  encoder's image tokens after the mask decoder's cross-attention to the prompt.
+* head_text_boxes.pt (f2, p2, e0, text_features, text_mask, input_boxes [B,K,4] cxcywh normalised,
+  input_boxes_labels int64 [B,K]: 1 positive, 0 negative, -10 padding) -> the same 6 outputs. K >= 1.
+* pixel_decoder.pt   (f0 [1 or B,C,4h,4w], f1 [1 or B,C,2h,2w], visual [B,C,h,w]) -> (pixel_embeddings
+  [B,C,M,M],): ``Sam3PixelDecoder``. The mask logits are pred_masks[b,q] = mask_embeddings[b,q] .
+  pixel_embeddings[b] + mask_bias[b,q]. It is its own piece because on the detector's path it is
+  the largest single cost per prompt (a 3x3 convolution at the mask resolution), and its output is
+  read only for the queries that pass the score threshold: the addon runs it only for prompts that
+  found something. A batch-1 f0/f1 broadcasts over the prompts of one image.
 
 The heads run ``Sam3Model.forward`` itself (from the FPN features on, with ``vision_embeds`` and
 ``text_embeds``) on a module that holds only the submodules that path touches, so each .pt holds only
 its own weights and the traced code path is transformers' own, except that the DETR encoder's first
 layer starts from e0 (its self-attention block done) instead of recomputing it, and that the mask
-decoder stops at the two factors of the mask logits. Inputs that may arrive in another
+decoder stops before its pixel decoder. Inputs that may arrive in another
 dtype (text features, boxes, masks, labels) are cast inside the piece.
 
 Every piece is traced on the target device and dtype (TorchScript bakes the trace device into tensors
@@ -67,9 +74,9 @@ from .subpixel import fast_fpn_level
 from .tokenizer import TEXT_MAX_LENGTH, bundle_tokenizer_json
 from .tracker_export import TRACKER_FILES, export_tracker, has_tracker
 
-EXPORTER_VERSION = "4"
+EXPORTER_VERSION = "5"
 BUNDLE_FORMAT = "sam3-bundle"
-BUNDLE_FORMAT_VERSION = 4
+BUNDLE_FORMAT_VERSION = 5
 VISUAL_PROMPT = "visual"  # Sam3Processor's text for box-only prompts
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Traced vs eager (relative to max(1, max |eager|)): the FPN levels' sub-pixel form and the mask
@@ -254,30 +261,29 @@ class _Taken:
 
 
 class MaskDecoderEmbeddings(nn.Module):
-    """``Sam3MaskDecoder.forward`` up to the two factors of its mask logits, over the same weights:
+    """``Sam3MaskDecoder.forward`` up to its pixel decoder, over the same weights:
     pred_masks[q] = mask_embedding[q] . instance_projection(pixel_embedding), and the 1x1
     instance projection folds into the query side, so
 
         pred_masks[b, q] = emb[b, q] . pixel_embedding[b] + bias[b, q]
-        with emb = mask_embedding @ W and bias = mask_embedding @ b_proj.
+        with emb = mask_embedding @ W and bias = mask_embedding @ b_proj,
+        pixel_embedding = pixel_decoder(f0, f1, visual).
 
-    The addon then computes that product only for the queries that pass the score threshold (a few,
-    against 200), and skips the 1x1 convolution at the mask resolution; the semantic head, which no
-    caller reads, is not run. Nor are the per-call copies ``_embed_pixels`` makes of the FPN features."""
+    This hands back (emb, bias, visual); the pixel decoder is its own piece (PixelDecoderPiece). The
+    addon runs it only for prompts where some query passes the score threshold, and computes the
+    product only for those queries (a few, against 200), so the 1x1 convolution at the mask
+    resolution is never run; the semantic head, which no caller reads, is not run. Nor are the
+    per-call copies ``_embed_pixels`` makes of the FPN features."""
 
     def __init__(self, mask_decoder, taken: _Taken):
         super().__init__()
         self.config = mask_decoder.config
-        self.pixel_decoder = mask_decoder.pixel_decoder
         self.mask_embedder = mask_decoder.mask_embedder
         self.instance_projection = mask_decoder.instance_projection
         self.prompt_cross_attn = mask_decoder.prompt_cross_attn
         self.prompt_cross_attn_norm = mask_decoder.prompt_cross_attn_norm
         self.prompt_cross_attn_dropout = mask_decoder.prompt_cross_attn_dropout
         self.taken = taken
-
-    def pixel_decode(self, features):
-        return pixel_decode_of(self.pixel_decoder, features)
 
     def forward(self, decoder_queries, backbone_features, encoder_hidden_states, prompt_features=None, prompt_mask=None, **kwargs):
         from transformers.masking_utils import create_bidirectional_mask
@@ -296,29 +302,28 @@ class MaskDecoderEmbeddings(nn.Module):
         # _embed_pixels without its copies: the encoder's image tokens replace the coarsest level.
         height, width = backbone_features[-1].shape[-2:]
         visual = encoder_hidden_states[:, : height * width, :]
-        visual = visual.transpose(1, 2).reshape(visual.shape[0], visual.shape[2], height, width)
-        pixel_embed = self.pixel_decode(list(backbone_features[:-1]) + [visual])
+        visual = visual.transpose(1, 2).reshape(visual.shape[0], visual.shape[2], height, width).contiguous()
         mask_embed = self.mask_embedder(decoder_queries)
         w = self.instance_projection.weight[:, :, 0, 0]
         emb = mask_embed @ w
         bias = mask_embed @ self.instance_projection.bias if self.instance_projection.bias is not None else mask_embed[..., 0] * 0
-        self.taken.value = (emb, bias, pixel_embed)
+        self.taken.value = (emb, bias, visual)
         return Sam3MaskDecoderOutput(pred_masks=None, semantic_seg=None)
 
 
 def pixel_decode_of(pixel_decoder, features: list[torch.Tensor]) -> torch.Tensor:
     """``Sam3PixelDecoder.forward`` with its nearest 2x up-sampling and skip addition done as one
     broadcast add (up(prev) + feat with up by exactly 2 is feat viewed [B,C,H,2,W,2] plus prev viewed
-    [B,C,H,1,W,1]: the same sums, without the up-sampled map written out at the finest levels)."""
+    [B,C,H,1,W,1]: the same sums, without the up-sampled map written out at the finest levels). The
+    skip features may have batch 1 against a batch-B prev: one image's features, B prompts."""
     import torch.nn.functional as F
 
     prev = features[-1]
     for idx, feat in enumerate(reversed(features[:-1])):
         b, c, h, w = prev.shape
         if tuple(feat.shape[-2:]) == (2 * h, 2 * w):
-            # contiguous(): the coarsest map is a transposed view of the encoder tokens, and a sum
-            # follows its operands' layout.
-            prev = (feat.contiguous().view(b, c, h, 2, w, 2) + prev.contiguous().view(b, c, h, 1, w, 1)).view(b, c, 2 * h, 2 * w)
+            # contiguous(): a sum follows its operands' layout.
+            prev = (feat.contiguous().view(feat.shape[0], c, h, 2, w, 2) + prev.contiguous().view(b, c, h, 1, w, 1)).view(b, c, 2 * h, 2 * w)
         else:
             prev = F.interpolate(prev, size=feat.shape[-2:], mode="nearest") + feat
         prev = pixel_decoder.conv_layers[idx](prev)
@@ -327,11 +332,26 @@ def pixel_decode_of(pixel_decoder, features: list[torch.Tensor]) -> torch.Tensor
     return prev
 
 
-def with_masks(outputs):
-    """A head's 6 outputs with its mask factors multiplied out: the eager head's 4 outputs."""
+class PixelDecoderPiece(nn.Module):
+    """(f0, f1, visual) -> pixel embeddings [B,C,M,M]: ``Sam3PixelDecoder`` over the same weights."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.pixel_decoder = model.mask_decoder.pixel_decoder
+
+    def forward(self, f0, f1, visual):
+        return pixel_decode_of(self.pixel_decoder, [f0, f1, visual])
+
+
+def with_masks(outputs, pixel_decoder, f0, f1):
+    """A head's 6 outputs, its pixel decoder run on its visual output and the mask factors multiplied
+    out: the eager head's 4 outputs (what the addon computes for the kept queries)."""
     if len(outputs) != 6:
         raise ExportError(f"a head piece returned {len(outputs)} outputs, expected 6")
-    return (*outputs[:3], masks_from_embeddings(*outputs[3:]))
+    pixel_embed = pixel_decoder(f0, f1, outputs[5])
+    if isinstance(pixel_embed, (tuple, list)):
+        (pixel_embed,) = pixel_embed
+    return (*outputs[:3], masks_from_embeddings(outputs[3], outputs[4], pixel_embed))
 
 
 def masks_from_embeddings(emb: torch.Tensor, bias: torch.Tensor, pixel_embed: torch.Tensor) -> torch.Tensor:
@@ -375,8 +395,8 @@ class _HeadBase(nn.Module):
             )
             if self._taken is None:
                 return out.pred_logits, out.pred_boxes, out.presence_logits, out.pred_masks
-            emb, bias, pixel_embed = self._taken.value
-            return out.pred_logits, out.pred_boxes, out.presence_logits, emb, bias, pixel_embed
+            emb, bias, visual = self._taken.value
+            return out.pred_logits, out.pred_boxes, out.presence_logits, emb, bias, visual
         finally:
             if self._given is not None:
                 self._given.value = None
@@ -388,16 +408,17 @@ class HeadTextPiece(_HeadBase):
     def __init__(self, model):
         super().__init__(model, with_boxes=False)
 
-    def forward(self, f0, f1, f2, p2, e0, text_features, text_mask):
-        return self.run(f0, f1, f2, p2, e0, text_features, text_mask)
+    def forward(self, f2, p2, e0, text_features, text_mask):
+        # Nothing before the pixel decoder reads the 4x and 2x levels: f2 stands in for them.
+        return self.run(f2, f2, f2, p2, e0, text_features, text_mask)
 
 
 class HeadTextBoxesPiece(_HeadBase):
     def __init__(self, model):
         super().__init__(model, with_boxes=True)
 
-    def forward(self, f0, f1, f2, p2, e0, text_features, text_mask, input_boxes, input_boxes_labels):
-        return self.run(f0, f1, f2, p2, e0, text_features, text_mask, input_boxes, input_boxes_labels)
+    def forward(self, f2, p2, e0, text_features, text_mask, input_boxes, input_boxes_labels):
+        return self.run(f2, f2, f2, p2, e0, text_features, text_mask, input_boxes, input_boxes_labels)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -634,22 +655,41 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
             lab = torch.tensor([[r[4] for r in row] for row in rows], dtype=torch.long)
             return b.to(device=dev, dtype=torch_dtype), lab.to(dev)
 
+        # ---- pixel decoder: trace with batch-1 skip features under a batch-2 visual (one image,
+        # two prompts: how the addon calls it); check against Sam3PixelDecoder.forward itself with
+        # the features expanded (B=3), and with per-row features (B=1, and B=2 as the heads' checks do).
+        t0 = time.time()
+        width = fpn_shapes[2][0]
+        pixel = PixelDecoderPiece(model).eval()
+        eager_pixel = model.mask_decoder.pixel_decoder
+        log("tracing pixel_decoder")
+        f0, f1 = randn(1, *fpn_shapes[0]), randn(1, *fpn_shapes[1])
+        traced_pixel = trace(pixel, (f0, f1, randn(2, *fpn_shapes[2])))
+        diff = 0.0
+        for fb, b in ((1, 3), (1, 1), (2, 2)):
+            f0, f1, visual = randn(fb, *fpn_shapes[0]), randn(fb, *fpn_shapes[1]), randn(b, *fpn_shapes[2])
+            want = eager_pixel([f0.expand(b, -1, -1, -1), f1.expand(b, -1, -1, -1), visual])
+            diff = max(diff, compare("pixel_decoder", (traced_pixel(f0, f1, visual),), (want,), torch_dtype, f"features batch {fb}, visual batch {b}"))
+        save_script(traced_pixel, os.path.join(out, "pixel_decoder.pt"))
+        mask_size = fpn_shapes[0][-1]
+        log(f"pixel_decoder: {width} channels, {mask_size}x{mask_size}, traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
+
         # ---- head, text only: trace at B=2, check at B=3 and B=1.
         t0 = time.time()
         piece = HeadTextPiece(model).eval()
         eager = HeadEager(model, with_boxes=False).eval()
         log("tracing head_text")
-        traced = trace(piece, head_inputs(["a photo of a cat", "the red car on the left"]))
+        traced = trace(piece, head_inputs(["a photo of a cat", "the red car on the left"])[2:])
         diff = 0.0
-        mask_size = None
         for prompts in (["dog", VISUAL_PROMPT, " ".join(["word"] * 60)], ["a person"]):
             args = head_inputs(prompts)
-            got = traced(*args)
-            diff = max(diff, compare("head_text", with_masks(got), eager(*args), torch_dtype, f"B={len(prompts)}, vs the untouched eager head"))
-            mask_size = int(got[5].shape[-1])
+            got = traced(*args[2:])
+            if tuple(got[5].shape[1:]) != tuple(fpn_shapes[2]):
+                raise ExportError(f"head_text's visual output is {list(got[5].shape)}, expected [B, *{fpn_shapes[2]}]")
+            diff = max(diff, compare("head_text", with_masks(got, traced_pixel, *args[:2]), eager(*args), torch_dtype, f"B={len(prompts)}, + pixel_decoder, vs the untouched eager head"))
         save_script(traced, os.path.join(out, "head_text.pt"))
         del traced, piece, eager
-        log(f"head_text: masks {mask_size}x{mask_size}, traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
+        log(f"head_text: traced (+ pixel_decoder) vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
 
         # ---- head, text + boxes: trace at B=2, K=2; check at B=3, K=3 and B=1, K=1.
         t0 = time.time()
@@ -657,7 +697,7 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         eager = HeadEager(model, with_boxes=True).eval()
         log("tracing head_text_boxes")
         bx, lb = boxes([[(0.5, 0.5, 0.3, 0.4, 1), (0, 0, 0, 0, PAD_BOX_LABEL)], [(0.3, 0.6, 0.2, 0.2, 1), (0.7, 0.2, 0.4, 0.3, 0)]])
-        traced = trace(piece, head_inputs(["a photo of a cat", VISUAL_PROMPT]) + (bx, lb))
+        traced = trace(piece, head_inputs(["a photo of a cat", VISUAL_PROMPT])[2:] + (bx, lb))
         diff = 0.0
         cases = (
             (
@@ -673,9 +713,10 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         for prompts, rows in cases:
             bx, lb = boxes(rows)
             args = head_inputs(prompts) + (bx, lb)
-            diff = max(diff, compare("head_text_boxes", with_masks(traced(*args)), eager(*args), torch_dtype, f"B={len(prompts)}, K={len(rows[0])}, vs the untouched eager head"))
+            got = with_masks(traced(*args[2:]), traced_pixel, *args[:2])
+            diff = max(diff, compare("head_text_boxes", got, eager(*args), torch_dtype, f"B={len(prompts)}, K={len(rows[0])}, + pixel_decoder, vs the untouched eager head"))
         save_script(traced, os.path.join(out, "head_text_boxes.pt"))
-        del traced, piece, eager, text_piece, first_block
+        del traced, piece, eager, text_piece, first_block, traced_pixel, pixel
         log(f"head_text_boxes: traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
 
     # ---- the video tracker (sam3_video checkpoints, like facebook/sam3).
@@ -728,14 +769,16 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
             "text_encoder": file_entry(out, "text_encoder.pt"),
             "head_text": file_entry(out, "head_text.pt"),
             "head_text_boxes": file_entry(out, "head_text_boxes.pt"),
+            "pixel_decoder": file_entry(out, "pixel_decoder.pt"),
             "tokenizer": file_entry(out, "tokenizer.json"),
         },
         "signatures": {
             "vision_backbone": "(pixel_values[B,3,R,R] dtype) -> (hidden[B,g*g,V],)",
             "vision_neck": "(hidden[B,g*g,V]) -> (f0, f1, f2, p2, e0[B,h*w,D]: the first DETR encoder layer's self-attention block)",
             "text_encoder": "(input_ids int64[N,L], attention_mask int64[N,L]) -> (text_features[N,L,D],)",
-            "head_text": "(f0, f1, f2, p2, e0, text_features[B,L,D], text_mask bool[B,L]) -> (pred_logits[B,Q], pred_boxes[B,Q,4] xyxy, presence_logits[B,1], mask_embeddings[B,Q,C], mask_bias[B,Q], pixel_embeddings[B,C,M,M]); pred_masks[b,q] = mask_embeddings[b,q] . pixel_embeddings[b] + mask_bias[b,q]",
-            "head_text_boxes": "(f0, f1, f2, p2, e0, text_features[B,L,D], text_mask bool[B,L], input_boxes[B,K,4] cxcywh, input_boxes_labels int64[B,K] 1/0/-10 pad) -> (pred_logits, pred_boxes, presence_logits, mask_embeddings, mask_bias, pixel_embeddings)",
+            "head_text": "(f2, p2, e0, text_features[B,L,D], text_mask bool[B,L]) -> (pred_logits[B,Q], pred_boxes[B,Q,4] xyxy, presence_logits[B,1], mask_embeddings[B,Q,C], mask_bias[B,Q], visual[B,C,h,w])",
+            "head_text_boxes": "(f2, p2, e0, text_features[B,L,D], text_mask bool[B,L], input_boxes[B,K,4] cxcywh, input_boxes_labels int64[B,K] 1/0/-10 pad) -> (pred_logits, pred_boxes, presence_logits, mask_embeddings, mask_bias, visual)",
+            "pixel_decoder": "(f0[1|B,C,M,M], f1[1|B,C,M/2,M/2], visual[B,C,h,w]) -> (pixel_embeddings[B,C,M,M],); pred_masks[b,q] = mask_embeddings[b,q] . pixel_embeddings[b] + mask_bias[b,q]",
         },
     }
     if video is not None:

@@ -286,7 +286,7 @@ class ExportTest(unittest.TestCase):
         with open(os.path.join(self.bundle, "manifest.json")) as fh:
             m = json.load(fh)
         self.assertEqual(m, self.manifest)
-        self.assertEqual((m["format"], m["format_version"]), ("sam3-bundle", 4))
+        self.assertEqual((m["format"], m["format_version"]), ("sam3-bundle", 5))
         self.assertEqual(m["source"]["model_type"], "sam3")
         self.assertEqual((m["device"], m["dtype"]), ("cpu", "float32"))
         self.assertEqual((m["resolution"], m["patch_size"], m["mask_size"]), (112, 14, 32))
@@ -300,7 +300,7 @@ class ExportTest(unittest.TestCase):
         self.assertEqual(m["fpn_shapes"], [[128, 32, 32], [128, 16, 16], [128, 8, 8]])
         self.assertEqual(
             set(m["files"]),
-            {"vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes", "tokenizer", "tracker_neck", "tracker_decode_multi",
+            {"vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes", "pixel_decoder", "tokenizer", "tracker_neck", "tracker_decode_multi",
              "tracker_decode_single", "tracker_mask_prompt", "memory_encoder", "memory_encoder_points", "memory_attention"},
         )
         for entry in m["files"].values():
@@ -311,7 +311,7 @@ class ExportTest(unittest.TestCase):
 
     def test_pieces_hold_only_their_own_weights(self):
         names, full = {}, {}
-        for piece in ("vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes", "tracker_neck"):
+        for piece in ("vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes", "pixel_decoder", "tracker_neck"):
             module = jit_load(os.path.join(self.bundle, f"{piece}.pt"))
             full[piece] = {n for n, _ in module.named_parameters()}
             names[piece] = {n.split(".")[0] for n in full[piece]}
@@ -331,9 +331,12 @@ class ExportTest(unittest.TestCase):
         # conv_s0 / conv_s1 are folded into the tracker's 4x and 2x levels.
         self.assertEqual(names["tracker_neck"], {"s0", "s1", "top"})
         self.assertIn("s0.sub.kernel", full["tracker_neck"])
-        # The heads stop at the mask factors: no semantic head.
+        # The heads stop before the pixel decoder, which is its own piece; no semantic head anywhere.
         for head in ("head_text", "head_text_boxes"):
             self.assertFalse(any("semantic_projection" in n for n in full[head]), head)
+            self.assertFalse(any("pixel_decoder" in n for n in full[head]), head)
+        self.assertEqual(names["pixel_decoder"], {"pixel_decoder"})
+        self.assertEqual({n.split(".")[1] for n in full["pixel_decoder"]}, {"conv_layers", "norms"})
         self.assertEqual(names["text_encoder"], {"text_encoder", "text_projection"})
         head = {"detr_encoder", "detr_decoder", "mask_decoder", "dot_product_scoring"}
         self.assertEqual(names["head_text"], head)
@@ -346,7 +349,7 @@ class ExportTest(unittest.TestCase):
 
         model, _ = load_model(self.checkpoint)
         tokenizer = AutoTokenizer.from_pretrained(self.checkpoint)
-        pieces = {p: jit_load(os.path.join(self.bundle, f"{p}.pt")) for p in ("vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes")}
+        pieces = {p: jit_load(os.path.join(self.bundle, f"{p}.pt")) for p in ("vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes", "pixel_decoder")}
 
         gen = torch.Generator().manual_seed(3)
         pixel_values = torch.rand(3, 3, 112, 112, generator=gen) * 2 - 1
@@ -366,8 +369,10 @@ class ExportTest(unittest.TestCase):
             feats = pieces["vision_neck"](*pieces["vision_backbone"](pixel_values))
             (text,) = pieces["text_encoder"](enc["input_ids"], enc["attention_mask"])
             mask = enc["attention_mask"].bool()
-            got_text = pieces["head_text"](*feats, text, mask)
-            got_boxes = pieces["head_text_boxes"](*feats, text, mask, boxes, labels)
+            got_text = pieces["head_text"](*feats[2:], text, mask)
+            got_boxes = pieces["head_text_boxes"](*feats[2:], text, mask, boxes, labels)
+            # As the addon calls it: one image's skip features (batch 1) under one prompt's visual.
+            one = pieces["pixel_decoder"](feats[0][1:2], feats[1][1:2], got_boxes[5][1:2])
             want_text = model(pixel_values=pixel_values, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
             want_boxes = model(
                 pixel_values=pixel_values,
@@ -383,8 +388,11 @@ class ExportTest(unittest.TestCase):
         width = model.config.mask_decoder_config.hidden_size
         self.assertEqual(tuple(got_boxes[3].shape), (3, 20, width))  # mask embeddings [B,Q,C]
         self.assertEqual(tuple(got_boxes[4].shape), (3, 20))  # mask bias [B,Q]
-        self.assertEqual(tuple(got_boxes[5].shape), (3, width, 32, 32))  # pixel embeddings [B,C,M,M]
-        got_text, got_boxes = with_masks(got_text), with_masks(got_boxes)
+        self.assertEqual(tuple(got_boxes[5].shape), (3, width, 8, 8))  # visual [B,C,h,w]
+        got_text = with_masks(got_text, pieces["pixel_decoder"], *feats[:2])
+        got_boxes_raw = got_boxes
+        got_boxes = with_masks(got_boxes, pieces["pixel_decoder"], *feats[:2])
+        self.assertEqual(tuple(one.shape), (1, width, 32, 32))  # pixel embeddings [B,C,M,M]
         for what, got, want in (("text", got_text, want_text), ("text+boxes", got_boxes, want_boxes)):
             expected = (want.pred_logits, want.pred_boxes, want.presence_logits, want.pred_masks)
             for name, g, w in zip(("pred_logits", "pred_boxes", "presence_logits", "pred_masks"), got, expected):
@@ -392,6 +400,8 @@ class ExportTest(unittest.TestCase):
                 diff = (g - w).abs().max().item()
                 self.assertLessEqual(diff, 1e-5, f"{what} {name}: max |diff| {diff}")
         self.assertEqual(tuple(got_boxes[3].shape), (3, 20, 32, 32))
+        want_one = torch.einsum("qc,chw->qhw", got_boxes_raw[3][1], one[0]) + got_boxes_raw[4][1][:, None, None]
+        self.assertLessEqual((want_one - want_boxes.pred_masks[1]).abs().max().item(), 1e-5)
         # The boxes must matter (else the box path was not exercised).
         self.assertGreater((got_boxes[0] - got_text[0]).abs().max().item(), 0.0)
 
