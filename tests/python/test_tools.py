@@ -84,7 +84,7 @@ class RoiAlignTest(unittest.TestCase):
 
 
 class SubpixelTest(unittest.TestCase):
-    """The FPN levels' sub-pixel form (bundle format 4) against transformers' own Sam3FPNLayer."""
+    """The FPN levels' sub-pixel form (bundle format 4; channels-last in format 5) against transformers' own Sam3FPNLayer."""
 
     def test_matches_fpn_layers(self):
         from transformers.models.sam3.modeling_sam3 import Sam3FPNLayer
@@ -106,6 +106,10 @@ class SubpixelTest(unittest.TestCase):
                     self.assertEqual(got.shape, want.shape)
                     err = ((got - want).abs().max() / want.abs().max()).item()
                     self.assertLess(err, 1e-5, f"scale {scale}, post {post is not None}")
+                    # The channels-last form (the detector's 4x and 2x levels): the same values.
+                    got_cl = fast_fpn_level(layer, post, channels_last=True)(x)
+                    self.assertTrue(got_cl.is_contiguous(memory_format=torch.channels_last))
+                    self.assertTrue(torch.equal(got_cl, got), f"scale {scale}, post {post is not None}, channels-last")
             # Levels without a transposed convolution run as they are.
             for scale in (1.0, 0.5):
                 layer = Sam3FPNLayer(16, 12, scale).eval()
