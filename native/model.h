@@ -10,6 +10,7 @@
 #include <napi.h>
 
 #include <array>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -31,6 +32,8 @@ struct ModelConfig {
   std::string head_text_path;
   std::string head_boxes_path;
   std::string pixel_path;     // the mask decoder's pixel decoder, run only for prompts that found something
+  std::string pixel_skip_path;   // the same decoder split: its convolutions of the skip features (per image)
+  std::string pixel_split_path;  // and the rest, from those (per prompt)
   std::string bundle_device;  // the device the bundle was traced on
   torch::ScalarType dtype = torch::kFloat32;
   int64_t resolution = 0;
@@ -40,6 +43,9 @@ struct ModelConfig {
   std::array<float, 3> mean{};
   std::array<float, 3> std{};
   bool warmup = true;
+  // Rows an image's features decode with the whole pixel decoder before Segment computes pixel_skip
+  // for them (once) and switches to pixel_split; -1: never.
+  int64_t pixel_skip_after = 2;
 };
 
 struct ModelState {
@@ -51,6 +57,8 @@ struct ModelState {
   torch::jit::Module head_text;
   torch::jit::Module head_boxes;
   torch::jit::Module pixel;
+  torch::jit::Module pixel_skip;
+  torch::jit::Module pixel_split;
   torch::Tensor pos;  // the coarsest FPN level's position encoding (the only one the heads read), batch 1
   torch::Tensor mean;              // [1,3,1,1] float32
   torch::Tensor std;
@@ -59,7 +67,11 @@ struct ModelState {
 };
 
 struct FeaturesState {
-  std::vector<torch::Tensor> feats;  // 3 FPN levels, batch 1, bundle dtype, on the device
+  std::vector<torch::Tensor> feats;  // 3 FPN levels, batch 1, bundle dtype, on the device; once
+                                     // skip_convolved, feats[0]/[1] hold pixel_skip's s0/s1 instead
+                                     // (the same shapes: only the pixel decoder reads these levels)
+  std::atomic<bool> skip_convolved{false};  // written on the engine thread, read on the JS thread
+  int64_t pixel_rows = 0;            // rows decoded by the whole pixel decoder on these features
   torch::Tensor detr_first;          // [1,h*w,D] the first DETR encoder layer's self-attention block
                                      // (prompt-independent: once per image, not once per prompt)
   torch::Tensor backbone;            // the ViT output [1,g*g,V], kept only when asked (video frames)
@@ -170,6 +182,7 @@ class ImageFeatures : public StateHandle<ImageFeatures, FeaturesState> {
  private:
   Napi::Value Width(const Napi::CallbackInfo& info);
   Napi::Value Height(const Napi::CallbackInfo& info);
+  Napi::Value PixelSkip(const Napi::CallbackInfo& info);
   int64_t width_ = 0, height_ = 0;
 };
 

@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { ErrorCode, Sam3Error } from './errors.js';
 
 export const BUNDLE_FORMAT = 'sam3-bundle';
-export const BUNDLE_FORMAT_VERSION = 5;
+export const BUNDLE_FORMAT_VERSION = 6;
 
 const fileEntry = z.object({
   path: z.string().min(1),
@@ -53,6 +53,10 @@ export const manifestSchema = z.looseObject({
     head_text_boxes: fileEntry,
     // The mask decoder's pixel decoder, run only for prompts where some query passes the threshold.
     pixel_decoder: fileEntry,
+    // The same decoder split at its linearity: pixel_skip once per image (its convolutions of the
+    // image's skip features), pixel_split per prompt after that (see native/model.cc Segment).
+    pixel_skip: fileEntry,
+    pixel_split: fileEntry,
     tokenizer: fileEntry,
     // The video tracker (bundles exported from a sam3_video checkpoint such as facebook/sam3).
     tracker_neck: fileEntry.optional(),

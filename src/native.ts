@@ -31,6 +31,11 @@ export interface NativeModelOptions {
   headTextBoxes: string;
   /** pixel_decoder.pt: run only for the prompts that found something. */
   pixelDecoder: string;
+  /** pixel_skip.pt / pixel_split.pt: the same decoder split, for images asked many prompts. */
+  pixelSkip: string;
+  pixelSplit: string;
+  /** See LoadOptions.pixelSkipAfter; -1: never. */
+  pixelSkipAfter?: number;
   bundleDevice: string;
   dtype: string;
   resolution: number;
@@ -46,6 +51,8 @@ export interface NativeImageFeatures {
   readonly width: number;
   readonly height: number;
   readonly bytes: number;
+  /** Whether the pixel decoder's share of this image is computed and kept (LoadOptions.pixelSkipAfter). */
+  readonly pixelSkip: boolean;
   readonly disposed: boolean;
   dispose(): void;
 }

@@ -92,6 +92,15 @@ describe('bad input', () => {
     }
   });
 
+  it('a bad pixelSkipAfter is refused at load', async () => {
+    for (const pixelSkipAfter of [-1, 0.5, Number.NaN, -Infinity]) {
+      await assert.rejects(
+        Sam3Model.load(bundle, { pixelSkipAfter, warmup: false }),
+        expectCode(ErrorCode.InvalidArgument, /pixelSkipAfter must be an integer >= 0 or Infinity/),
+      );
+    }
+  });
+
   it('a disposed features handle, and a disposed model', async () => {
     const f = await model.encodeImage(image);
     f.dispose();

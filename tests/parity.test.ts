@@ -236,6 +236,58 @@ describe('parity with transformers eager Sam3Model', () => {
     }
   });
 
+  it('the split pixel decoder (pixel_skip once an image has had pixelSkipAfter prompts, then pixel_split) gives the reference masks', async () => {
+    // Every case through the split form from its first prompt (pixelSkipAfter 0) and through the
+    // whole decoder only (Infinity): both must match the reference. Then the default (2) on one
+    // image asked one prompt at a time: the first two prompts decode with the whole decoder and
+    // leave the features as they are, the third switches them over; every answer matches.
+    const split = await Sam3Model.load(bundle, { threads: 2, headBatch: 16, pixelSkipAfter: 0, warmup: false });
+    const whole = await Sam3Model.load(bundle, { threads: 2, headBatch: 16, pixelSkipAfter: Infinity, warmup: false });
+    try {
+      for (const [m, expectSkip, label] of [[split, true, 'pixelSkipAfter 0'], [whole, false, 'pixelSkipAfter Infinity']] as const) {
+        for (const c of cases) {
+          const features = await m.encodeImage(images[c.image]!);
+          try {
+            assert.equal(features.pixelSkip, false, `${label} ${c.name}: fresh features`);
+            const bytes = features.bytes;
+            const results = await m.segmentBatch(features, c.prompts, { threshold: 0 });
+            results.forEach((r, q) => assertMatches(r, ref.cases[c.name]!.queries[q]!, `${c.name} query ${q} (${label})`));
+            assert.equal(features.pixelSkip, expectSkip, `${label} ${c.name}: after segmenting`);
+            assert.equal(features.bytes, bytes, 'the skip convolutions replace two levels of the same size');
+          } finally {
+            features.dispose();
+          }
+        }
+      }
+      const c = cases.find((x) => x.name === 'batched')!;
+      const features = await model.encodeImage(images[c.image]!);
+      try {
+        const seen: boolean[] = [];
+        for (let round = 0; round < 2; round++) {
+          for (let q = 0; q < c.prompts.length; q++) {
+            const [r] = await model.segmentBatch(features, [c.prompts[q]!], { threshold: 0 });
+            assertMatches(r!, ref.cases[c.name]!.queries[q]!, `${c.name} query ${q}, one at a time, round ${round}`);
+            seen.push(features.pixelSkip);
+          }
+        }
+        assert.deepEqual(seen, [false, false, true, true, true, true, true, true]);
+      } finally {
+        features.dispose();
+      }
+      // A prompt that finds nothing runs no pixel decoder and does not count towards the switch.
+      const quiet = await model.encodeImage(images.square!);
+      try {
+        for (let i = 0; i < 3; i++) assert.equal((await model.segment(quiet, { text: 'cat' }, { threshold: 1 })).numMasks, 0);
+        assert.equal(quiet.pixelSkip, false);
+      } finally {
+        quiet.dispose();
+      }
+    } finally {
+      split.dispose();
+      whole.dispose();
+    }
+  });
+
   it('scores come sorted, masks are the original image size, boxes are normalised xywh', async () => {
     const features = await model.encodeImage(images.wide!);
     try {

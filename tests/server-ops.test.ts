@@ -53,7 +53,7 @@ describe('operations endpoints', () => {
     assert.equal(m.dtype, 'float32');
     assert.equal(m.manifest.format, 'sam3-bundle');
     const tracker = ['memory_attention', 'memory_encoder', 'memory_encoder_points', 'tracker_decode_multi', 'tracker_decode_single', 'tracker_mask_prompt', 'tracker_neck'];
-    assert.deepEqual(Object.keys(m.manifest.files).sort(), ['head_text', 'head_text_boxes', 'pixel_decoder', 'text_encoder', 'tokenizer', 'vision_backbone', 'vision_neck', ...tracker].sort());
+    assert.deepEqual(Object.keys(m.manifest.files).sort(), ['head_text', 'head_text_boxes', 'pixel_decoder', 'pixel_skip', 'pixel_split', 'text_encoder', 'tokenizer', 'vision_backbone', 'vision_neck', ...tracker].sort());
     assert.equal(r.body.video.supported, true, 'the fixture is a sam3_video checkpoint: its bundle has the tracker');
     assert.equal(m.devices[0].device, 'cpu');
     assert.equal(m.devices[0].threads, 2);

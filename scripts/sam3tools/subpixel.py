@@ -155,3 +155,58 @@ def fast_fpn_level(layer: nn.Module, post: nn.Conv2d | None = None, channels_las
         return ComposedFPNLevel(layer, post, channels_last)
     except (ValueError, AttributeError, IndexError):
         return PlainFPNLevel(layer, post)
+
+
+def nearest_up_conv_kernel(w3: torch.Tensor) -> torch.Tensor:
+    """The per-phase 2x2 kernels of a 3x3 convolution (padding 1, no bias) over a map up-sampled 2x
+    by nearest neighbour: z[2i+a, 2j+b] = x[i, j], so each phase reads a 2x2 window of x (TAPS) and
+    its kernel is the sum of the 3x3 taps that land on the same pixel of x.
+
+    w3 [Co, Ci, 3, 3] -> [4*Co, Ci, 2, 2], phase-major: output channel (a*2 + b)*Co + co is phase
+    (a, b) of channel co, so that in a channels-last result each phase is a contiguous run of Co.
+    Summed in float64, rounded once to w3's dtype."""
+    w = w3.detach().double()
+    co, ci = w.shape[:2]
+    k = torch.zeros(2, 2, co, ci, 2, 2, dtype=torch.float64, device=w.device)
+    for a in (0, 1):
+        for b in (0, 1):
+            for dr in range(3):
+                wr, _ = TAPS[a][dr]
+                for dc in range(3):
+                    wc, _ = TAPS[b][dc]
+                    k[a, b, :, :, wr, wc] += w[:, :, dr, dc]
+    return k.reshape(4 * co, ci, 2, 2).to(w3.dtype)
+
+
+class NearestUpConvAdd(nn.Module):
+    """(x [B,C,h,w], skip [1 or B,Co,2h,2w]) -> conv3x3(up2_nearest(x)) + skip, [B,Co,2h,2w] laid out
+    channels-last: the 3x3 convolution run at the low resolution as one 2x2 convolution with 4*Co
+    outputs (nearest_up_conv_kernel: 16 multiply-adds per output pixel and channel pair where the
+    up-sampled 3x3 takes 36 per low-resolution pixel), each phase added to the skip map as it is
+    interleaved into place. A 2x2 convolution with padding 1 over [h, w] gives [h+1, w+1]; phase
+    (a, b) at (i, j) is its pixel (i+a, j+b)."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        if not (
+            tuple(conv.kernel_size) == (3, 3)
+            and tuple(conv.padding) == (1, 1)
+            and tuple(conv.stride) == (1, 1)
+            and tuple(conv.dilation) == (1, 1)
+            and conv.groups == 1
+        ):
+            raise ValueError("not a plain 3x3 convolution with padding 1")
+        self.kernel = nn.Parameter(nearest_up_conv_kernel(conv.weight), requires_grad=False)
+
+    def forward(self, x, skip):
+        bsz, _, h, w = x.shape
+        co = self.kernel.shape[0] // 4
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(x, self.kernel, padding=1)  # [B,4Co,h+1,w+1], channels-last like x
+        y = y.permute(0, 2, 3, 1).reshape(bsz, h + 1, w + 1, 2, 2, co)
+        sk = skip.permute(0, 2, 3, 1).reshape(skip.shape[0], h, 2, w, 2, co)
+        out = torch.empty(bsz, h, 2, w, 2, co, dtype=y.dtype, device=y.device)
+        for a in (0, 1):
+            for b in (0, 1):
+                torch.add(y[:, a : a + h, b : b + w, a, b], sk[:, :, a, :, b, :], out=out[:, :, a, :, b, :])
+        return out.view(bsz, 2 * h, 2 * w, co).permute(0, 3, 1, 2)

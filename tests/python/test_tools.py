@@ -117,6 +117,30 @@ class SubpixelTest(unittest.TestCase):
                 self.assertIsInstance(fast, PlainFPNLevel)
                 self.assertTrue(torch.equal(fast(x), layer(x)))
 
+    def test_nearest_up_conv_add(self):
+        """The pixel decoder's split stage (bundle format 6): conv3x3(up2_nearest(x)) + skip at the low
+        resolution, against F.interpolate and the convolution itself, with a batch-1 skip under a
+        batch-3 x (one image, three prompts) and with per-row skips."""
+        import torch.nn.functional as F
+
+        from sam3tools.subpixel import NearestUpConvAdd
+
+        torch.manual_seed(1)
+        conv = nn.Conv2d(12, 12, 3, padding=1, bias=False)
+        with torch.no_grad():
+            conv.weight.normal_()
+            up = NearestUpConvAdd(conv)
+            x = torch.randn(3, 12, 5, 7)  # odd, non-square: every border of every phase
+            for skip in (torch.randn(1, 12, 10, 14), torch.randn(3, 12, 10, 14).contiguous(memory_format=torch.channels_last)):
+                want = conv(F.interpolate(x, scale_factor=2.0, mode="nearest")) + skip
+                got = up(x, skip)
+                self.assertEqual(got.shape, want.shape)
+                self.assertTrue(got.is_contiguous(memory_format=torch.channels_last))
+                err = ((got - want).abs().max() / want.abs().max()).item()
+                self.assertLess(err, 1e-5, f"skip batch {skip.shape[0]}")
+        with self.assertRaises(ValueError):
+            NearestUpConvAdd(nn.Conv2d(12, 12, 3, padding=0))
+
 
 class ExportTest(unittest.TestCase):
     """One tiny checkpoint (seed 7, 112 px) and its bundle, shared by the tests below."""
@@ -290,7 +314,7 @@ class ExportTest(unittest.TestCase):
         with open(os.path.join(self.bundle, "manifest.json")) as fh:
             m = json.load(fh)
         self.assertEqual(m, self.manifest)
-        self.assertEqual((m["format"], m["format_version"]), ("sam3-bundle", 5))
+        self.assertEqual((m["format"], m["format_version"]), ("sam3-bundle", 6))
         self.assertEqual(m["source"]["model_type"], "sam3")
         self.assertEqual((m["device"], m["dtype"]), ("cpu", "float32"))
         self.assertEqual((m["resolution"], m["patch_size"], m["mask_size"]), (112, 14, 32))
@@ -304,7 +328,7 @@ class ExportTest(unittest.TestCase):
         self.assertEqual(m["fpn_shapes"], [[128, 32, 32], [128, 16, 16], [128, 8, 8]])
         self.assertEqual(
             set(m["files"]),
-            {"vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes", "pixel_decoder", "tokenizer", "tracker_neck", "tracker_decode_multi",
+            {"vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes", "pixel_decoder", "pixel_skip", "pixel_split", "tokenizer", "tracker_neck", "tracker_decode_multi",
              "tracker_decode_single", "tracker_mask_prompt", "memory_encoder", "memory_encoder_points", "memory_attention"},
         )
         for entry in m["files"].values():
@@ -315,7 +339,7 @@ class ExportTest(unittest.TestCase):
 
     def test_pieces_hold_only_their_own_weights(self):
         names, full = {}, {}
-        for piece in ("vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes", "pixel_decoder", "tracker_neck"):
+        for piece in ("vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes", "pixel_decoder", "pixel_skip", "pixel_split", "tracker_neck"):
             module = jit_load(os.path.join(self.bundle, f"{piece}.pt"))
             full[piece] = {n for n, _ in module.named_parameters()}
             names[piece] = {n.split(".")[0] for n in full[piece]}
@@ -341,6 +365,10 @@ class ExportTest(unittest.TestCase):
             self.assertFalse(any("pixel_decoder" in n for n in full[head]), head)
         self.assertEqual(names["pixel_decoder"], {"pixel_decoder"})
         self.assertEqual({n.split(".")[1] for n in full["pixel_decoder"]}, {"conv_layers", "norms"})
+        # Its split form: the convolutions (with their biases) for the skip half, the composed
+        # up-sampling kernels (no bias: it is in the skip half) and the norms for the rest.
+        self.assertEqual(full["pixel_skip"], {f"conv_layers.{i}.{w}" for i in (0, 1) for w in ("weight", "bias")})
+        self.assertEqual(full["pixel_split"], {"up.0.kernel", "up.1.kernel"} | {f"norms.{i}.{w}" for i in (0, 1) for w in ("weight", "bias")})
         self.assertEqual(names["text_encoder"], {"text_encoder", "text_projection"})
         head = {"detr_encoder", "detr_decoder", "mask_decoder", "dot_product_scoring"}
         self.assertEqual(names["head_text"], head)
@@ -353,7 +381,10 @@ class ExportTest(unittest.TestCase):
 
         model, _ = load_model(self.checkpoint)
         tokenizer = AutoTokenizer.from_pretrained(self.checkpoint)
-        pieces = {p: jit_load(os.path.join(self.bundle, f"{p}.pt")) for p in ("vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes", "pixel_decoder")}
+        pieces = {
+            p: jit_load(os.path.join(self.bundle, f"{p}.pt"))
+            for p in ("vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes", "pixel_decoder", "pixel_skip", "pixel_split")
+        }
 
         gen = torch.Generator().manual_seed(3)
         pixel_values = torch.rand(3, 3, 112, 112, generator=gen) * 2 - 1
@@ -377,6 +408,11 @@ class ExportTest(unittest.TestCase):
             got_boxes = pieces["head_text_boxes"](*feats[2:], text, mask, boxes, labels)
             # As the addon calls it: one image's skip features (batch 1) under one prompt's visual.
             one = pieces["pixel_decoder"](feats[0][1:2], feats[1][1:2], got_boxes[5][1:2])
+            # The split form, as the addon runs it once an image has had a few prompts: pixel_skip
+            # once on the image, pixel_split on all three prompts' visual features.
+            s0, s1 = pieces["pixel_skip"](feats[0][1:2], feats[1][1:2])
+            split = pieces["pixel_split"](s0, s1, got_boxes[5])
+            whole = pieces["pixel_decoder"](feats[0][1:2], feats[1][1:2], got_boxes[5])
             want_text = model(pixel_values=pixel_values, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
             want_boxes = model(
                 pixel_values=pixel_values,
@@ -397,6 +433,9 @@ class ExportTest(unittest.TestCase):
         got_boxes_raw = got_boxes
         got_boxes = with_masks(got_boxes, pieces["pixel_decoder"], *feats[:2])
         self.assertEqual(tuple(one.shape), (1, width, 32, 32))  # pixel embeddings [B,C,M,M]
+        self.assertEqual(split.shape, whole.shape)
+        self.assertLessEqual(((split - whole).abs().max() / whole.abs().max()).item(), 1e-5)
+        self.assertLessEqual((whole[1:2] - one).abs().max().item(), 1e-5)
         for what, got, want in (("text", got_text, want_text), ("text+boxes", got_boxes, want_boxes)):
             expected = (want.pred_logits, want.pred_boxes, want.presence_logits, want.pred_masks)
             for name, g, w in zip(("pred_logits", "pred_boxes", "presence_logits", "pred_masks"), got, expected):
