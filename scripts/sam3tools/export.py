@@ -208,6 +208,76 @@ def detr_encoder_from_given(detr_encoder, given: _Given):
     return enc
 
 
+class _DecoderLayerWithHeldBias(nn.Module):
+    """A DETR decoder layer whose vision cross-attention bias comes from ``held`` (see
+    detr_decoder_fast_rpb) instead of the argument its decoder passes."""
+
+    def __init__(self, layer, held: _Given):
+        super().__init__()
+        self.layer = layer
+        self.held = held
+
+    def forward(self, *args, vision_cross_attn_mask=None, **kwargs):
+        if vision_cross_attn_mask is not None:
+            vision_cross_attn_mask = self.held.value
+        return self.layer(*args, vision_cross_attn_mask=vision_cross_attn_mask, **kwargs)
+
+
+def rpb_with_presence_row(decoder, reference_boxes: torch.Tensor, spatial_shape) -> torch.Tensor:
+    """``Sam3DetrDecoder._get_rpb_matrix`` followed by the zero row its forward prepends for the
+    presence token (``F.pad(rpb, (0, 0, 1, 0))``), written once, straight into its final layout.
+
+    transformers adds the y and x terms as [B, Q, h, w, heads], copies that to [B, heads, Q, h*w]
+    (contiguous) and copies it again to pad it: two extra passes over a [B, heads, Q+1, h*w] tensor
+    per decoder layer (33 MB at facebook/sam3's size, 6 layers a prompt). Here each term is moved to
+    heads-first while it is small and the broadcast add writes the padded tensor's rows directly;
+    the values are the same (the same sums of the same terms)."""
+    import math
+
+    from transformers.models.sam3.modeling_sam3 import box_cxcywh_to_xyxy
+
+    height, width = spatial_shape
+    boxes_xyxy = box_cxcywh_to_xyxy(reference_boxes)
+    batch_size, num_queries, _ = boxes_xyxy.shape
+    coords_h, coords_w = decoder._get_coords(height, width, dtype=reference_boxes.dtype, device=reference_boxes.device)
+
+    def log_scaled(d):
+        d = d * 8
+        return torch.sign(d) * torch.log2(torch.abs(d) + 1.0) / math.log2(8)
+
+    deltas_y = (coords_h.view(1, -1, 1) - boxes_xyxy.reshape(-1, 1, 4)[:, :, 1:4:2]).view(batch_size, num_queries, -1, 2)
+    deltas_x = (coords_w.view(1, -1, 1) - boxes_xyxy.reshape(-1, 1, 4)[:, :, 0:3:2]).view(batch_size, num_queries, -1, 2)
+    term_y = decoder.box_rpb_embed_y(log_scaled(deltas_y)).permute(0, 3, 1, 2)  # [B, heads, Q, h]
+    term_x = decoder.box_rpb_embed_x(log_scaled(deltas_x)).permute(0, 3, 1, 2)  # [B, heads, Q, w]
+    h, w = term_y.shape[-1], term_x.shape[-1]
+    out = torch.empty(batch_size, term_y.shape[1], num_queries + 1, h, w, dtype=term_y.dtype, device=term_y.device)
+    out[:, :, 0].zero_()
+    torch.add(term_y.unsqueeze(-1), term_x.unsqueeze(-2), out=out[:, :, 1:])
+    return out.view(batch_size, term_y.shape[1], num_queries + 1, h * w)
+
+
+def detr_decoder_fast_rpb(detr_decoder):
+    """A shallow copy of the DETR decoder (the model's own is left as it is: the eager reference runs
+    it) whose box relative-position bias is made by rpb_with_presence_row. Its forward still runs
+    as transformers wrote it: ``_get_rpb_matrix`` hands it an empty [B, heads, Q, 0] placeholder,
+    which its F.pad turns into an empty [B, heads, Q+1, 0] at no cost, and each layer takes the real
+    bias from where ``_get_rpb_matrix`` left it."""
+    import copy
+    import types
+
+    held = _Given()
+    dec = copy.copy(detr_decoder)
+    dec._modules = dict(detr_decoder._modules)
+    dec._modules["layers"] = nn.ModuleList([_DecoderLayerWithHeldBias(layer, held) for layer in detr_decoder.layers])
+
+    def _get_rpb_matrix(self, reference_boxes, spatial_shape):
+        held.value = rpb_with_presence_row(self, reference_boxes, spatial_shape)
+        return held.value[:, :, 1:, :0]
+
+    dec._get_rpb_matrix = types.MethodType(_get_rpb_matrix, dec)
+    return dec
+
+
 class VisionEncoderEager(nn.Module):
     """The whole eager vision encoder: what backbone + neck together must reproduce."""
 
@@ -424,7 +494,8 @@ class _HeadBase(nn.Module):
             self.geometry_encoder = model.geometry_encoder
         self._given = _Given() if given_first else None
         self.detr_encoder = detr_encoder_from_given(model.detr_encoder, self._given) if given_first else model.detr_encoder
-        self.detr_decoder = model.detr_decoder
+        # The box relative-position bias without transformers' two extra copies (see rpb_with_presence_row).
+        self.detr_decoder = detr_decoder_fast_rpb(model.detr_decoder) if given_first else model.detr_decoder
         self._taken = _Taken() if given_first else None
         self.mask_decoder = MaskDecoderEmbeddings(model.mask_decoder, self._taken) if given_first else model.mask_decoder
         self.dot_product_scoring = model.dot_product_scoring
