@@ -37,8 +37,8 @@ Napi::Value RleEncodeJs(const Napi::CallbackInfo& info) {
     if (order == "column") row_major = false;
     else if (order != "row") ThrowInvalid(env, "rleEncode: order must be 'row' or 'column'");
   }
-  if (!row_major) return Napi::String::New(env, RleEncode(mask.Data(), h, w));
-  return Napi::String::New(env, RleCountsToString(RleCountsRowMajor(mask.Data(), h, w)));
+  if (!row_major) return AsciiString(env, RleEncode(mask.Data(), h, w));
+  return AsciiString(env, RleEncodeRowMajor(mask.Data(), h, w));
 }
 
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {

@@ -4,7 +4,17 @@
 
 #include <napi.h>
 
+#include <string>
+
 namespace sam3 {
+
+// A JS string of bytes known to be ASCII (COCO RLE counts): created as latin1, which V8 copies
+// as one-byte characters without the UTF-8 decoding Napi::String::New(std::string) asks for.
+inline Napi::String AsciiString(Napi::Env env, const std::string& s) {
+  napi_value v;
+  NAPI_THROW_IF_FAILED(env, napi_create_string_latin1(env, s.data(), s.size(), &v), Napi::String());
+  return Napi::String(env, v);
+}
 
 struct AddonData {
   Napi::FunctionReference engine_ctor;

@@ -154,7 +154,7 @@ void AddMasks(QueryOut& out, const torch::Tensor& mask_emb, const torch::Tensor&
     torch::Tensor bin = (up > mask_threshold).to(torch::kUInt8).to(torch::kCPU).contiguous();
     const uint8_t* base = bin.data_ptr<uint8_t>();
     for (int64_t i = 0; i < n; i++) {
-      out.masks.push_back(RleCountsToString(RleCountsRowMajor(base + i * height * width, height, width)));
+      out.masks.push_back(RleEncodeRowMajor(base + i * height * width, height, width));
     }
   }
 }
@@ -166,7 +166,7 @@ Napi::Object QueryToJs(Napi::Env env, const QueryOut& q, int64_t height, int64_t
   auto boxes = Napi::Float32Array::New(env, q.boxes.size());
   std::copy(q.boxes.begin(), q.boxes.end(), boxes.Data());
   Napi::Array masks = Napi::Array::New(env, q.masks.size());
-  for (size_t i = 0; i < q.masks.size(); i++) masks.Set(static_cast<uint32_t>(i), q.masks[i]);
+  for (size_t i = 0; i < q.masks.size(); i++) masks.Set(static_cast<uint32_t>(i), AsciiString(env, q.masks[i]));
   o.Set("scores", scores);
   o.Set("boxes", boxes);
   o.Set("masks", masks);

@@ -15,5 +15,7 @@ std::vector<uint32_t> RleCountsRowMajor(const uint8_t* rowmajor, int64_t h, int6
 // pycocotools' compressed string form of the counts (LEB128-like, 6 bits per char, delta from i-2).
 std::string RleCountsToString(const std::vector<uint32_t>& counts);
 std::string RleEncode(const uint8_t* colmajor, int64_t h, int64_t w);
+// The string straight from row-major h x w bytes: RleCountsToString(RleCountsRowMajor(...)).
+std::string RleEncodeRowMajor(const uint8_t* rowmajor, int64_t h, int64_t w);
 
 }  // namespace sam3

@@ -1,5 +1,7 @@
 #include "video.h"
 
+#include "addon.h"
+
 #include <chrono>
 #include <cmath>
 #include <set>
@@ -344,7 +346,7 @@ StepOut Outputs(const VideoState& v, int64_t frame, const std::vector<std::pair<
     torch::Tensor up = F::interpolate(per_obj[i].first.to(torch::kFloat32),
                                       F::InterpolateFuncOptions().size(std::vector<int64_t>{v.height, v.width}).mode(torch::kBilinear).align_corners(false));
     torch::Tensor bin = (up[0][0] > 0).to(torch::kUInt8).to(torch::kCPU).contiguous();
-    out.masks.push_back(RleCountsToString(RleCountsRowMajor(bin.data_ptr<uint8_t>(), v.height, v.width)));
+    out.masks.push_back(RleEncodeRowMajor(bin.data_ptr<uint8_t>(), v.height, v.width));
     torch::Tensor rows = bin.any(1).nonzero();
     torch::Tensor cols = bin.any(0).nonzero();
     if (rows.numel() == 0) {
@@ -373,7 +375,7 @@ Napi::Value StepToJs(Napi::Env env, const StepOut& s) {
   Napi::Array masks = Napi::Array::New(env, s.masks.size());
   for (size_t i = 0; i < s.ids.size(); i++) {
     ids.Set(static_cast<uint32_t>(i), static_cast<double>(s.ids[i]));
-    masks.Set(static_cast<uint32_t>(i), s.masks[i]);
+    masks.Set(static_cast<uint32_t>(i), AsciiString(env, s.masks[i]));
   }
   auto f32 = [&](const std::vector<float>& v) {
     auto a = Napi::Float32Array::New(env, v.size());
