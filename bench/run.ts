@@ -351,34 +351,44 @@ async function main() {
 
 
   if (model && cases.has('concurrency')) {
-    // C concurrent clients, each sending its own images (the feature cache off), through the server.
+    // C concurrent clients, each sending its own images (the feature cache off), through the server:
+    // once with the device's default encoder batch (MAX_BATCH_SIZE unset: 1 on a CPU, 8 on CUDA) and
+    // once with MAX_BATCH_SIZE=8, so the file shows what dynamic batching does on this device.
     model.dispose();
-    const srv = await startServer(fx!.bundle, { ENABLE_FEATURE_CACHE: 'false', MAX_BATCH_SIZE: '8', BATCH_WAIT_MS: '10' });
     const bodies = await Promise.all(Array.from({ length: 8 }, async (_, i) => ({ image: (await jpegImage(640, 480, 100 + i)).toString('base64'), prompts: [{ type: 'text', text: 'person' }], confidence_threshold: THRESHOLD })));
-    await postJson(`${srv.base}/api/v1/image/segment`, bodies[0]); // warm-up
     const doc: Record<string, unknown> = { ...common, case: 'concurrent clients through the HTTP server', image: { width: 640, height: 480, format: 'jpeg' } };
-    for (const c of [1, 2, 4, 8]) {
-      const perClient = Math.max(2, Math.ceil((2 * RUNS) / c));
-      const before = await batchSizes(srv.base);
-      const latencies: number[] = [];
-      const t0 = performance.now();
-      await Promise.all(
-        Array.from({ length: c }, async (_, k) => {
-          for (let i = 0; i < perClient; i++) {
-            const s0 = performance.now();
-            await postJson(`${srv.base}/api/v1/image/segment`, bodies[(k + i) % bodies.length]);
-            latencies.push((performance.now() - s0) / 1000);
-          }
-        }),
-      );
-      const wall = (performance.now() - t0) / 1000;
-      const after = await batchSizes(srv.base);
-      const batches = after.count - before.count;
-      const meanBatch = batches > 0 ? (after.sum - before.sum) / batches : 0;
-      doc[`clients${c}`] = { requests: c * perClient, wallSeconds: wall, throughput: (c * perClient) / wall, p50: percentile(latencies, 50), p95: percentile(latencies, 95), encoderPasses: batches, meanBatchSize: meanBatch, latencies };
-      table.push({ case: `${c} clients: throughput (req/s), mean batch ${meanBatch.toFixed(2)}, p50 ${percentile(latencies, 50).toFixed(2)} s, p95 ${percentile(latencies, 95).toFixed(2)} s`, ours: (c * perClient) / wall, theirs: NaN });
+    for (const [tag, env] of [
+      ['', {}],
+      ['Batch8', { MAX_BATCH_SIZE: '8' }],
+    ] as const) {
+      const srv = await startServer(fx!.bundle, { ENABLE_FEATURE_CACHE: 'false', BATCH_WAIT_MS: '10', ...env });
+      const info = await (await fetch(`${srv.base}/models/info`)).json();
+      doc[`config${tag || 'Default'}`] = { ...env, maxBatchSize: info.image_model.devices[0].max_batch_size, batchWaitMs: 10 };
+      await postJson(`${srv.base}/api/v1/image/segment`, bodies[0]); // warm-up
+      for (const c of [1, 2, 4, 8]) {
+        const perClient = Math.max(2, Math.ceil((2 * RUNS) / c));
+        const before = await batchSizes(srv.base);
+        const latencies: number[] = [];
+        const t0 = performance.now();
+        await Promise.all(
+          Array.from({ length: c }, async (_, k) => {
+            for (let i = 0; i < perClient; i++) {
+              const s0 = performance.now();
+              await postJson(`${srv.base}/api/v1/image/segment`, bodies[(k + i) % bodies.length]);
+              latencies.push((performance.now() - s0) / 1000);
+            }
+          }),
+        );
+        const wall = (performance.now() - t0) / 1000;
+        const after = await batchSizes(srv.base);
+        const batches = after.count - before.count;
+        const meanBatch = batches > 0 ? (after.sum - before.sum) / batches : 0;
+        doc[`clients${c}${tag}`] = { requests: c * perClient, wallSeconds: wall, throughput: (c * perClient) / wall, p50: percentile(latencies, 50), p95: percentile(latencies, 95), encoderPasses: batches, meanBatchSize: meanBatch, latencies };
+        const label = tag ? 'MAX_BATCH_SIZE=8' : `default batch ${info.image_model.devices[0].max_batch_size}`;
+        table.push({ case: `${c} clients, ${label}: throughput (req/s), mean batch ${meanBatch.toFixed(2)}, p50 ${percentile(latencies, 50).toFixed(2)} s, p95 ${percentile(latencies, 95).toFixed(2)} s`, ours: (c * perClient) / wall, theirs: NaN });
+      }
+      await srv.stop();
     }
-    await srv.stop();
     write('concurrency', doc);
     model = await Sam3Model.load(fx!.bundle, { device: DEVICE, threads: THREADS });
   }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
 import type { Sam3Model } from '../src/index.js';
+import { encodeBatchDefault } from '../src/server/engines.js';
 import { pixelDiff, pngImage } from './helpers.js';
 import { type TestServer, b64, get, metric, metrics, postJson, startServer } from './server-helpers.js';
 
@@ -60,6 +61,31 @@ describe('dynamic batching', () => {
     assert.equal(stage('sam3_inference_stage_seconds_count', m1) - stage('sam3_inference_stage_seconds_count', m0), 1);
     const waited = stage('sam3_inference_stage_seconds_sum', m1) - stage('sam3_inference_stage_seconds_sum', m0);
     assert.ok(waited < 0.05, `waited ${waited} s of the 0.1 s window`);
+  });
+});
+
+describe('encoder batch by device when MAX_BATCH_SIZE is not set', () => {
+  let srv: TestServer;
+  before(async () => {
+    srv = await startServer({ BATCH_WAIT_MS: '100' });
+  });
+  after(async () => srv?.close());
+
+  it('a CPU engine encodes one image a pass (a batched pass is slower there); CUDA batches 8', async () => {
+    assert.equal(encodeBatchDefault('cpu'), 1);
+    assert.equal(encodeBatchDefault('cuda'), 8);
+    assert.equal(encodeBatchDefault('cuda:1'), 8);
+    const info = await get(srv.base, '/models/info');
+    assert.equal(info.body.batching.max_batch_size, null, 'no server-wide value: each device has its own');
+    assert.equal(info.body.image_model.devices[0].max_batch_size, 1);
+    const images = await Promise.all(Array.from({ length: 4 }, (_, i) => pngImage(36, 40, 800 + i)));
+    const m0 = await metrics(srv.base);
+    const replies = await Promise.all(images.map((img) => postJson(srv.base, '/api/v1/image/segment', { image: b64(img), prompts: [text('car')] })));
+    for (const r of replies) assert.equal(r.status, 200, r.text);
+    const m1 = await metrics(srv.base);
+    const delta = (name: string) => (metric(m1, name) ?? 0) - (metric(m0, name) ?? 0);
+    assert.equal(delta('sam3_encode_batch_size_sum'), 4);
+    assert.equal(delta('sam3_encode_batch_size_count'), 4, 'four passes of one image');
   });
 });
 

@@ -24,7 +24,7 @@ describe('configuration', () => {
     assert.equal(c.confidenceThreshold, 0.5);
     assert.equal(c.devices, undefined);
     assert.deepEqual(c.featureCache, { enabled: true, ttlMs: 600_000, maxBytes: 2048 * 1024 * 1024, maxEntries: 256 });
-    assert.deepEqual(c.batching, { maxBatchSize: 8, batchWaitMs: 5, maxQueue: 64, retryAfterSeconds: 1 });
+    assert.deepEqual(c.batching, { maxBatchSize: undefined, batchWaitMs: 5, maxQueue: 64, retryAfterSeconds: 1 });
     assert.equal(c.limits.maxBodyBytes, 25 * 1024 * 1024);
     assert.equal(c.logLevel, 'info');
   });

@@ -60,7 +60,8 @@ describe('operations endpoints', () => {
     assert.equal(r.body.feature_cache.enabled, true);
     assert.equal(r.body.feature_cache.ttl_seconds, 600);
     assert.equal(typeof r.body.text_cache.hits, 'number');
-    assert.deepEqual(r.body.batching, { max_batch_size: 8, batch_wait_ms: 5, max_queue_size: 64 });
+    assert.deepEqual(r.body.batching, { max_batch_size: null, batch_wait_ms: 5, max_queue_size: 64 });
+    assert.equal(m.devices[0].max_batch_size, 1, 'a CPU engine encodes one image a pass by default');
     assert.equal(r.body.limits.max_image_pixels, 40_000_000);
   });
 

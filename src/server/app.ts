@@ -77,7 +77,9 @@ function packageVersion(): string {
 export function createApp(options: AppOptions): Sam3App {
   const { config } = options;
   const logger = options.logger ?? pino({ level: config.logLevel, base: { service: 'sam3-server' } });
-  const metrics = new Metrics({ defaultMetrics: options.defaultMetrics, maxBatchSize: config.batching.maxBatchSize });
+  // The batch-size histogram's buckets: up to the configured batch, or CUDA's default (8) when each
+  // device has its own.
+  const metrics = new Metrics({ defaultMetrics: options.defaultMetrics, maxBatchSize: config.batching.maxBatchSize ?? 8 });
   const schemas = makeSchemas({ maxPrompts: config.limits.maxPrompts, maxBatchImages: config.limits.maxBatchImages, defaultThreshold: config.confidenceThreshold });
   const startedAt = Date.now();
 

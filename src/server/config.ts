@@ -84,7 +84,7 @@ const envSchema = z.object({
   FEATURE_CACHE_MAX_MB: num({ positive: true }).default(2048),
   FEATURE_CACHE_MAX_ENTRIES: num({ int: true, min: 1 }).default(256),
   TEXT_CACHE_ENTRIES: num({ int: true, min: 1 }).default(1024),
-  MAX_BATCH_SIZE: num({ int: true, min: 1, max: 256 }).default(8),
+  MAX_BATCH_SIZE: num({ int: true, min: 1, max: 256 }).optional(),
   HEAD_BATCH_SIZE: num({ int: true, min: 1, max: 256 }).optional(),
   BATCH_WAIT_MS: num({ min: 0, max: 10_000 }).default(5),
   MAX_QUEUE_SIZE: num({ int: true, min: 1 }).default(64),
@@ -124,7 +124,8 @@ export interface ServerConfig {
   textCacheEntries: number;
   /** Prompts of one request run together in one head pass; undefined: 8 on CUDA, 1 on a CPU. */
   headBatch: number | undefined;
-  batching: { maxBatchSize: number; batchWaitMs: number; maxQueue: number; retryAfterSeconds: number };
+  /** maxBatchSize undefined: each device's default (encodeBatchDefault). */
+  batching: { maxBatchSize: number | undefined; batchWaitMs: number; maxQueue: number; retryAfterSeconds: number };
   limits: { maxBodyBytes: number; maxImagePixels: number; maxPrompts: number; maxBatchImages: number };
   shutdownTimeoutMs: number;
   video: {

@@ -253,11 +253,11 @@ export const ModelsInfoSchema = z
       dtype: z.string(),
       resolution: z.number().int(),
       mask_size: z.number().int(),
-      devices: z.array(z.looseObject({ device: z.string() })),
+      devices: z.array(z.looseObject({ device: z.string(), max_batch_size: z.number().int().meta({ description: 'Images per vision-encoder pass on this device' }) })),
       manifest: z.record(z.string(), z.unknown()),
     }),
     feature_cache: z.looseObject({ enabled: z.boolean() }),
-    batching: z.looseObject({ max_batch_size: z.number().int(), batch_wait_ms: z.number(), max_queue_size: z.number().int() }),
+    batching: z.looseObject({ max_batch_size: z.number().int().nullable().meta({ description: 'MAX_BATCH_SIZE, or null when unset: each device then has its own (8 on CUDA, 1 on a CPU)' }), batch_wait_ms: z.number(), max_queue_size: z.number().int() }),
     video: z
       .looseObject({ supported: z.boolean().meta({ description: 'The bundle has the video tracker' }), active_sessions: z.number().int(), max_sessions: z.number().int() })
       .meta({ description: 'Video sessions: whether the bundle tracks video, and the session limits' }),

@@ -70,6 +70,7 @@ export function healthRoutes(deps: AppDeps): Router<AppState, AppContext> {
             warmup_ms: info.warmupMs,
             jobs_admitted: w.load,
             encode_queue: w.batcher.depth,
+            max_batch_size: w.maxBatchSize,
             engine: info.engine,
           };
         }),
@@ -84,7 +85,8 @@ export function healthRoutes(deps: AppDeps): Router<AppState, AppContext> {
       },
       text_cache: { max_entries_per_device: config.textCacheEntries, ...sumStats(pool.workers.map((w) => w.model.textCacheStats())) },
       batching: {
-        max_batch_size: config.batching.maxBatchSize,
+        // null: each device's default (8 on CUDA, 1 on a CPU), listed under image_model.devices.
+        max_batch_size: config.batching.maxBatchSize ?? null,
         batch_wait_ms: config.batching.batchWaitMs,
         max_queue_size: config.batching.maxQueue,
       },
