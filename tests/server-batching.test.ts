@@ -52,6 +52,18 @@ describe('dynamic batching', () => {
     assert.ok((metric(m1, 'sam3_inference_stage_seconds_count', { stage: 'queue_wait' }) ?? 0) >= n);
   });
 
+  it('the new images of one batch request share an encoder pass', async () => {
+    const images = await Promise.all(Array.from({ length: 3 }, (_, i) => pngImage(44, 36, 350 + i)));
+    const m0 = await metrics(srv.base);
+    const r = await postJson(srv.base, '/api/v1/image/batch', { images: images.map((img) => ({ image: b64(img), prompts: [text('car')] })) });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.body.results.length, 3);
+    const m1 = await metrics(srv.base);
+    const delta = (name: string) => (metric(m1, name) ?? 0) - (metric(m0, name) ?? 0);
+    assert.equal(delta('sam3_encode_batch_size_sum'), 3);
+    assert.equal(delta('sam3_encode_batch_size_count'), 1, 'three images in one pass (MAX_BATCH_SIZE 4)');
+  });
+
   it('a lone request on an idle engine does not wait the batching window', async () => {
     const m0 = await metrics(srv.base);
     const r = await postJson(srv.base, '/api/v1/image/segment', { image: b64(await pngImage(40, 40, 399)), prompts: [text('car')] });
