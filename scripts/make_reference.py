@@ -2,8 +2,9 @@
 """Reference outputs of transformers' eager Sam3Model for the parity tests (build-time tool).
 
     make_reference.py --checkpoint DIR --cases CASES.json --out OUT.json [--dump-pixels DIR]
+                      [--dtype float32|bfloat16]
 
-Runs every query of every case on its own (batch 1, float32, CPU, the pure-torch roi_align shim),
+Runs every query of every case on its own (batch 1, float32 unless --dtype, CPU, the pure-torch roi_align shim),
 preprocessing and post-processing exactly like Sam3Processor; see sam3tools/reference.py for the
 cases/output formats. --dump-pixels writes each image's pixel_values as raw little-endian float32
 [3, R, R] (NAME.f32) for exact preprocessing comparisons.
@@ -28,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", required=True, help="cases JSON file")
     parser.add_argument("--out", required=True, help="output JSON file")
     parser.add_argument("--dump-pixels", default=None, help="folder for raw float32 pixel_values per image")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="the model's dtype (a bundle exported in it)")
     args = parser.parse_args(argv)
+
+    import torch
 
     from transformers.utils import logging as hf_logging
 
@@ -38,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.set_verbosity_error()
     try:
         doc = load_cases(args.cases)
-        result = make_reference(args.checkpoint, doc, log=log, dump_pixels=args.dump_pixels)
+        result = make_reference(args.checkpoint, doc, log=log, dump_pixels=args.dump_pixels, dtype=getattr(torch, args.dtype))
     except (CheckpointError, ValueError, KeyError, OSError) as err:
         print(f"make_reference: {type(err).__name__ + ': ' if not isinstance(err, CheckpointError) else ''}{err}", file=sys.stderr)
         return 2

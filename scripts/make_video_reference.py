@@ -2,7 +2,7 @@
 """Reference video tracking of transformers' eager Sam3TrackerVideoModel for the parity tests
 (build-time tool).
 
-    make_video_reference.py --checkpoint DIR --cases CASES.json --out OUT.json
+    make_video_reference.py --checkpoint DIR --cases CASES.json --out OUT.json [--dtype float32|bfloat16]
 
 See sam3tools/video_reference.py for the cases and output formats.
 """
@@ -25,7 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, help="Hugging Face sam3_video folder")
     parser.add_argument("--cases", required=True, help="cases JSON file")
     parser.add_argument("--out", required=True, help="output JSON file")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="the tracker's dtype (a bundle exported in it)")
     args = parser.parse_args(argv)
+
+    import torch
 
     from transformers.utils import logging as hf_logging
 
@@ -38,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()
     try:
         doc = load_video_cases(args.cases)
-        result = make_video_reference(args.checkpoint, doc, os.path.dirname(os.path.abspath(args.cases)), log=log)
+        result = make_video_reference(args.checkpoint, doc, os.path.dirname(os.path.abspath(args.cases)), log=log, dtype=getattr(torch, args.dtype))
     except (CheckpointError, ValueError, KeyError, OSError) as err:
         print(f"make_video_reference: {err}", file=sys.stderr)
         return 2

@@ -49,9 +49,9 @@ export interface Fixture {
 
 const pending = new Map<string, Promise<Fixture>>();
 
-/** A tiny checkpoint (seed, image size) and its bundle, cached under .cache/fixtures. */
-export function fixture(seed = 1, imageSize = 112): Promise<Fixture> {
-  const key = `${seed}-${imageSize}-${toolsHash()}`;
+/** A tiny checkpoint (seed, image size) and its bundle (exported in dtype), cached under .cache/fixtures. */
+export function fixture(seed = 1, imageSize = 112, dtype: 'float32' | 'bfloat16' = 'float32'): Promise<Fixture> {
+  const key = `${seed}-${imageSize}-${dtype === 'float32' ? '' : `${dtype}-`}${toolsHash()}`;
   let p = pending.get(key);
   if (!p) {
     p = (async () => {
@@ -62,7 +62,7 @@ export function fixture(seed = 1, imageSize = 112): Promise<Fixture> {
         rmSync(dir, { recursive: true, force: true });
         mkdirSync(dir, { recursive: true });
         await py(['scripts/make_tiny_checkpoint.py', '--out', checkpoint, '--seed', String(seed), '--image-size', String(imageSize)]);
-        await py(['scripts/export_sam3.py', '--checkpoint', checkpoint, '--out', bundle]);
+        await py(['scripts/export_sam3.py', '--checkpoint', checkpoint, '--out', bundle, '--dtype', dtype]);
       }
       return { checkpoint, bundle };
     })();
@@ -178,12 +178,18 @@ export interface ReferenceCase {
   threshold: number;
 }
 
-export async function reference(checkpoint: string, images: Record<string, string>, cases: ReferenceCase[], tokens?: string[]): Promise<ReferenceOutput> {
+export async function reference(
+  checkpoint: string,
+  images: Record<string, string>,
+  cases: ReferenceCase[],
+  tokens?: string[],
+  dtype: 'float32' | 'bfloat16' = 'float32',
+): Promise<ReferenceOutput> {
   const dir = await tempDir('sam3-ref-');
   const casesFile = path.join(dir, 'cases.json');
   const outFile = path.join(dir, 'out.json');
   writeFileSync(casesFile, JSON.stringify({ images, cases, tokens: tokens ?? [] }));
-  await py(['scripts/make_reference.py', '--checkpoint', checkpoint, '--cases', casesFile, '--out', outFile]);
+  await py(['scripts/make_reference.py', '--checkpoint', checkpoint, '--cases', casesFile, '--out', outFile, '--dtype', dtype]);
   const out = JSON.parse(readFileSync(outFile, 'utf8')) as ReferenceOutput;
   rmSync(dir, { recursive: true, force: true });
   return out;

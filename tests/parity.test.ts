@@ -17,6 +17,31 @@ const BOX_TOL = 1e-4;
 // flip a pixel. Allowed flipped pixels per mask:
 const MASK_PIXEL_TOL = 4;
 
+interface Tolerance {
+  score: number;
+  box: number;
+  maskPixels: number;
+}
+const FLOAT32: Tolerance = { score: SCORE_TOL, box: BOX_TOL, maskPixels: MASK_PIXEL_TOL };
+// A bundle exported in bfloat16 (as for GPUs) against transformers' Sam3Model in bfloat16: boxes come
+// out of bfloat16 arithmetic (one step is 1/256 near 0.5), and our pieces round in a few other places
+// than eager does (the FPN's folded sub-pixel convolutions round once where eager rounds thrice).
+const BFLOAT16: Tolerance = { score: 2e-3, box: 8e-3, maskPixels: 64 };
+/**
+ * And our bfloat16 masks must be about as close to the float32 reference as transformers' bfloat16
+ * masks are: per mask at most 2x their pixel error + 24, over all masks at most 1.5x theirs.
+ */
+const BF16_VS_F32 = { perMaskFactor: 2, perMaskPixels: 24, totalFactor: 1.5 };
+
+/** Pixels between a mask and the closest float32 reference mask of a near-equal score. */
+function offFloat32(counts: string, score: number, f32: ReferenceQuery, h: number, w: number): number {
+  let best = Infinity;
+  f32.scores.forEach((s, k) => {
+    if (Math.abs(s - score) <= 1e-2) best = Math.min(best, pixelDiff(counts, f32.masks[k]!.counts, h, w));
+  });
+  return best;
+}
+
 interface Case {
   name: string;
   image: string;
@@ -63,10 +88,14 @@ function toReferenceCase(c: Case): ReferenceCase {
 
 /** Worst differences seen, printed at the end so a run shows how close parity really is. */
 const worst = { score: 0, box: 0, maskPixels: 0, masks: 0, masksEqual: 0 };
+const worstBf16 = { ...worst };
 
 /** Compares one query's detections, matched by score order, within the tolerances. */
-function assertMatches(ours: Segmentation, ref: ReferenceQuery, where: string): void {
+function assertMatches(ours: Segmentation, ref: ReferenceQuery, where: string, tol: Tolerance = FLOAT32, seen = worst): number[] {
+  const worst = seen;
+  const [SCORE_TOL, BOX_TOL, MASK_PIXEL_TOL] = [tol.score, tol.box, tol.maskPixels];
   assert.equal(ours.numMasks, ref.scores.length, `${where}: number of detections`);
+  const pairs: number[] = [];
   for (let i = 0; i < ref.scores.length; i++) {
     // Equal-score detections may come in either order; pair with the closest reference box among near-equal scores.
     let j = i;
@@ -92,7 +121,9 @@ function assertMatches(ours: Segmentation, ref: ReferenceQuery, where: string): 
     worst.masks++;
     if (diff === 0) worst.masksEqual++;
     assert.ok(diff <= MASK_PIXEL_TOL, `${where}[${i}]: ${diff} mask pixels differ`);
+    pairs.push(j);
   }
+  return pairs;
 }
 
 describe('parity with transformers eager Sam3Model', () => {
@@ -299,5 +330,67 @@ describe('parity with transformers eager Sam3Model', () => {
     } finally {
       features.dispose();
     }
+  });
+});
+
+describe('parity in bfloat16: a bundle exported in bfloat16 against transformers eager Sam3Model in bfloat16', () => {
+  let model: Sam3Model;
+  let ref: ReferenceOutput;
+  let ref32: ReferenceOutput;
+  const images: Record<string, Buffer> = {};
+
+  before(async () => {
+    const fx = await fixture(1, 112, 'bfloat16');
+    const dir = await tempDir();
+    images.square = await jpegImage(128, 128, 1);
+    images.wide = await pngImage(160, 96, 2);
+    images.exif = await jpegImage(120, 80, 3, 6);
+    const files: Record<string, string> = {};
+    for (const [name, buf] of Object.entries(images)) {
+      files[name] = path.join(dir, `${name}.${name === 'wide' ? 'png' : 'jpg'}`);
+      writeFileSync(files[name]!, buf);
+    }
+    const refCases = cases.map(toReferenceCase);
+    [ref, ref32, model] = await Promise.all([
+      reference(fx.checkpoint, files, refCases, [], 'bfloat16'),
+      reference(fx.checkpoint, files, refCases, [], 'float32'),
+      Sam3Model.load(fx.bundle, { threads: 2, headBatch: 16 }),
+    ]);
+  });
+
+  after(() => {
+    model?.dispose();
+    console.log(`# parity (bfloat16): max |score diff| ${worstBf16.score.toExponential(2)}, max |box diff| ${worstBf16.box.toExponential(2)}, ` +
+      `${worstBf16.masksEqual}/${worstBf16.masks} masks identical, max ${worstBf16.maskPixels} differing mask pixels`);
+  });
+
+  it('the bundle says bfloat16; every case matches transformers in bfloat16, and is as close to float32 as it is', async () => {
+    assert.equal(model.manifest.dtype, 'bfloat16');
+    let ours32 = 0;
+    let theirs32 = 0;
+    for (const c of cases) {
+      const features = await model.encodeImage(images[c.image]!);
+      try {
+        const results = await model.segmentBatch(features, c.prompts, { threshold: 0 });
+        results.forEach((r, q) => {
+          const where = `${c.name} query ${q} (bfloat16)`;
+          const want = ref.cases[c.name]!.queries[q]!;
+          const pairs = assertMatches(r, want, where, BFLOAT16, worstBf16);
+          const f32 = ref32.cases[c.name]!.queries[q]!;
+          pairs.forEach((j, i) => {
+            const [h, w] = r.masks[i]!.size;
+            const a = offFloat32(r.masks[i]!.counts, r.scores[i]!, f32, h, w);
+            const b = offFloat32(want.masks[j]!.counts, want.scores[j]!, f32, h, w);
+            ours32 += a;
+            theirs32 += b;
+            assert.ok(a <= BF16_VS_F32.perMaskFactor * b + BF16_VS_F32.perMaskPixels, `${where}[${i}]: ${a} pixels from float32, transformers' bfloat16 ${b}`);
+          });
+        });
+      } finally {
+        features.dispose();
+      }
+    }
+    console.log(`# parity (bfloat16): mask pixels off the float32 reference: ours ${ours32}, transformers' bfloat16 ${theirs32}`);
+    assert.ok(ours32 <= BF16_VS_F32.totalFactor * theirs32, `our bfloat16 masks are ${ours32} pixels off float32, transformers' ${theirs32}`);
   });
 });

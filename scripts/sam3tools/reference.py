@@ -96,12 +96,13 @@ def encode_rle(mask: np.ndarray) -> dict:
 def post_process(outputs, threshold: float, height: int, width: int) -> dict:
     """Sam3Processor.post_process_instance_segmentation for one image (target size = original size),
     then sorted by score (descending, stable) with boxes as normalised [x, y, w, h]."""
-    scores = outputs.pred_logits[0].sigmoid() * outputs.presence_logits[0].sigmoid()
-    boxes = outputs.pred_boxes[0]
+    # float(): a no-op in float32; bfloat16 outputs (a model run in bf16) are scored in float32.
+    scores = outputs.pred_logits[0].float().sigmoid() * outputs.presence_logits[0].float().sigmoid()
+    boxes = outputs.pred_boxes[0].float()
     keep = scores > threshold
     kept_scores = scores[keep]
     kept_boxes = boxes[keep]
-    masks = outputs.pred_masks[0][keep].sigmoid()
+    masks = outputs.pred_masks[0][keep].float().sigmoid()
     if len(masks) > 0:
         masks = F.interpolate(masks.unsqueeze(0), size=(height, width), mode="bilinear", align_corners=False).squeeze(0)
     binary = masks > MASK_THRESHOLD
@@ -113,7 +114,7 @@ def post_process(outputs, threshold: float, height: int, width: int) -> dict:
     return {
         "scores": [float(v) for v in kept_scores.tolist()],
         "boxes": [[float(v) for v in row] for row in xywh.tolist()],
-        "masks": [encode_rle(m.numpy()) for m in binary],
+        "masks": [encode_rle(m.numpy()) for m in binary.cpu()],
         "all_scores": [float(v) for v in scores.tolist()],
         "all_boxes_xyxy": [[float(v) for v in row] for row in boxes.tolist()],
     }
@@ -142,11 +143,14 @@ def query_inputs(query: dict, tokenizer) -> dict:
     return {"text_used": text_used, "input_ids": ids, "inputs": inputs}
 
 
-def make_reference(checkpoint: str, doc: dict, log=None, dump_pixels: str | None = None) -> dict:
+def make_reference(checkpoint: str, doc: dict, log=None, dump_pixels: str | None = None, dtype: torch.dtype = torch.float32) -> dict:
+    """The model in ``dtype`` (float32, or bfloat16 for bundles exported so): pixel values and boxes
+    are cast to it as a Sam3Processor user does with ``.to(dtype)``; scores and masks are
+    post-processed in float32."""
     log = log or (lambda msg: None)
     prep = preprocessing(checkpoint, model_image_size(read_config(checkpoint)))
     tokenizer = load_tokenizer(checkpoint)
-    model, _ = load_model(checkpoint, torch.float32, "cpu")
+    model, _ = load_model(checkpoint, dtype, "cpu")
     resolution = prep["resolution"]
     images = doc.get("images") or {}
     result: dict = {"cases": {}, "tokens": {}, "images": {}}
@@ -159,7 +163,7 @@ def make_reference(checkpoint: str, doc: dict, log=None, dump_pixels: str | None
             img = load_image(images[name])
             pixel_values = preprocess(img, resolution, prep["mean"], prep["std"])
             with torch.no_grad():
-                vision = model.get_vision_features(pixel_values)
+                vision = model.get_vision_features(pixel_values.to(dtype))
             cache[name] = (img.size, vision)
             result["images"][name] = {"width": img.size[0], "height": img.size[1], "pixel_values": pixel_stats(pixel_values)}
             if dump_pixels:
@@ -173,6 +177,8 @@ def make_reference(checkpoint: str, doc: dict, log=None, dump_pixels: str | None
         queries = []
         for query in case.get("queries") or []:
             prepared = query_inputs(query, tokenizer)
+            if "input_boxes" in prepared["inputs"]:
+                prepared["inputs"]["input_boxes"] = prepared["inputs"]["input_boxes"].to(dtype)
             with torch.no_grad():
                 outputs = model(vision_embeds=vision, **prepared["inputs"])
             entry = {"text_used": prepared["text_used"], "input_ids": prepared["input_ids"]}

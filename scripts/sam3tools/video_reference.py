@@ -33,7 +33,7 @@ from .reference import encode_rle, load_image, preprocess
 
 def _outputs(out, height: int, width: int) -> dict:
     masks = F.interpolate(out.pred_masks.float(), (height, width), mode="bilinear", align_corners=False) > 0
-    logits = out.object_score_logits.reshape(-1)
+    logits = out.object_score_logits.reshape(-1).float()
     return {
         "frame": int(out.frame_idx),
         "obj_ids": [int(i) for i in out.object_ids],
@@ -42,7 +42,9 @@ def _outputs(out, height: int, width: int) -> dict:
     }
 
 
-def make_video_reference(checkpoint: str, doc: dict, base: str, log=None) -> dict:
+def make_video_reference(checkpoint: str, doc: dict, base: str, log=None, dtype: torch.dtype = torch.float32) -> dict:
+    """The tracker in ``dtype`` (float32, or bfloat16 for bundles exported so), its session too;
+    prompt coordinates stay float32 as the processor gives them."""
     from transformers import Sam3TrackerVideoModel
     from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import Sam3TrackerVideoInferenceSession
 
@@ -50,15 +52,15 @@ def make_video_reference(checkpoint: str, doc: dict, base: str, log=None) -> dic
     raw = read_config(checkpoint)
     prep = preprocessing(checkpoint, model_image_size(raw))
     resolution = prep["resolution"]
-    model = Sam3TrackerVideoModel.from_pretrained(checkpoint).eval()
+    model = Sam3TrackerVideoModel.from_pretrained(checkpoint, dtype=dtype).eval()
     images = [load_image(os.path.join(base, f)) for f in doc["frames"]]
     width, height = images[0].size
-    video = torch.cat([preprocess(img, resolution, prep["mean"], prep["std"]) for img in images], 0)
+    video = torch.cat([preprocess(img, resolution, prep["mean"], prep["std"]) for img in images], 0).to(dtype)
     results = {}
     with torch.inference_mode():
         for case in doc["cases"]:
             session = Sam3TrackerVideoInferenceSession(
-                video=video, video_height=height, video_width=width, inference_device="cpu", dtype=torch.float32
+                video=video, video_height=height, video_width=width, inference_device="cpu", dtype=dtype
             )
             steps = []
             for step in case["steps"]:
