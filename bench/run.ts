@@ -3,7 +3,7 @@
  * the same weights, image and thread count, and writes bench/results/<case>.json with every sample.
  *
  *   npm run bench [-- --cases latency,prompts,cache,rle] [--runs 5] [--threads 2] [--device cpu|cuda]
- *                 [--model bench|full] [--warmup 1] [--prompt-counts 1,4,8]
+ *                 [--dtype float32|bfloat16] [--model bench|full] [--warmup 1] [--prompt-counts 1,4,8]
  *
  * The model is a mid-size random SAM 3 at 1008x1008 (make_tiny_checkpoint.py --preset bench), built
  * and exported once into .cache/bench/. Medians after warm-up; ratio = ours / theirs.
@@ -28,6 +28,8 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '5' },
     threads: { type: 'string', default: String(Math.min(os.availableParallelism(), 2)) },
     device: { type: 'string', default: 'cpu' },
+    // The bundle's dtype, and Python's: float32 on a CPU and bfloat16 elsewhere unless given.
+    dtype: { type: 'string' },
     model: { type: 'string', default: 'bench' },
     // Warm-up runs before each timed series (the model is also warmed once at load). The
     // full-size model takes ~50 s a forward on CPU: --warmup 0 keeps its runs to one hour.
@@ -46,6 +48,11 @@ const THREADS = Number(args.threads);
 const THRESHOLD = Number(args.threshold);
 if (!(THRESHOLD >= 0 && THRESHOLD <= 1)) throw new Error(`--threshold must be in [0, 1], got ${args.threshold}`);
 const DEVICE = args.device!;
+// Off the CPU the bundle is exported in bfloat16 (unless --dtype says otherwise), and Python's side
+// runs on the same device in the same dtype, so both sides do the same arithmetic on the same hardware.
+const DEFAULT_DTYPE = DEVICE === 'cpu' ? 'float32' : 'bfloat16';
+const DTYPE = args.dtype ?? DEFAULT_DTYPE;
+if (!['float32', 'bfloat16'].includes(DTYPE)) throw new Error(`--dtype must be float32 or bfloat16, got ${DTYPE}`);
 // 'bench': the mid-size random model; 'full': facebook/sam3's architecture (840M, slow on CPU).
 const MODEL = args.model === 'full' ? 'full' : 'bench';
 const resultsDir = path.join(root, 'bench', 'results');
@@ -82,6 +89,7 @@ async function machine() {
     torchPython: pyv[0],
     transformers: pyv[1],
     device: DEVICE,
+    dtype: DTYPE,
     threads: THREADS,
   };
 }
@@ -97,15 +105,18 @@ const table: Row[] = [];
 function write(name: string, doc: Record<string, unknown>) {
   mkdirSync(resultsDir, { recursive: true });
   // Image cases at another score threshold than the contract's default 0.5 are kept apart.
+  // So are runs in another dtype than the device's default (e.g. bfloat16 on a CPU).
   const thresholdTag = THRESHOLD !== 0.5 && !['rle', 'overhead', 'video'].includes(name) ? `-threshold-${THRESHOLD}` : '';
-  const file = MODEL === 'full' ? `${name}${thresholdTag}-full-size.json` : `${name}${thresholdTag}.json`;
+  const dtypeTag = DTYPE !== DEFAULT_DTYPE && !['rle', 'overhead'].includes(name) ? `-${DTYPE}` : '';
+  const tag = `${thresholdTag}${dtypeTag}`;
+  const file = MODEL === 'full' ? `${name}${tag}-full-size.json` : `${name}${tag}.json`;
   writeFileSync(path.join(resultsDir, file), JSON.stringify({ slow: MODEL === 'full', ...doc }, null, 2) + '\n');
 }
 
 async function benchFixture() {
   const dir = path.join(root, '.cache', MODEL);
   const checkpoint = path.join(dir, 'checkpoint');
-  const bundle = path.join(dir, `bundle-${DEVICE}`);
+  const bundle = path.join(dir, DTYPE === DEFAULT_DTYPE ? `bundle-${DEVICE}` : `bundle-${DEVICE}-${DTYPE}`);
   // Checkpoints cached before the video tracker existed (model_type sam3) are rebuilt.
   const stale = existsSync(path.join(checkpoint, 'config.json')) && JSON.parse(readFileSync(path.join(checkpoint, 'config.json'), 'utf8')).model_type !== 'sam3_video';
   if (stale) {
@@ -123,7 +134,7 @@ async function benchFixture() {
   }
   if (!existsSync(manifest)) {
     console.log(`exporting the bench bundle for ${DEVICE}...`);
-    const extra = DEVICE === 'cpu' ? [] : ['--device', DEVICE, '--dtype', 'bfloat16'];
+    const extra = ['--device', DEVICE, '--dtype', DTYPE];
     await py(['scripts/export_sam3.py', '--checkpoint', checkpoint, '--out', bundle, ...extra], 3_600_000);
   }
   const config = JSON.parse(readFileSync(path.join(checkpoint, 'config.json'), 'utf8'));
@@ -175,7 +186,7 @@ async function python(args: string[]): Promise<{ samples: number[]; strings?: st
   const out = path.join(dir, 'out.json');
   // Our model is warmed once at load (Sam3Model.load), Python's is not: it always gets at least one
   // warm-up run of its own, or its first (cold) run would be timed against our warm one.
-  await py(['scripts/bench_python.py', '--threads', String(THREADS), '--warmup', String(Math.max(1, WARMUP)), '--out', out, ...args], 3_600_000);
+  await py(['scripts/bench_python.py', '--threads', String(THREADS), '--device', DEVICE, '--dtype', DTYPE, '--warmup', String(Math.max(1, WARMUP)), '--out', out, ...args], 3_600_000);
   return JSON.parse(readFileSync(out, 'utf8'));
 }
 

@@ -3,7 +3,13 @@
 thread count as our side, timed the way a Python server would run it (build-time tool).
 
     bench_python.py --checkpoint DIR --image FILE --case latency|prompts|rle --threads N
+                    [--device cpu|cuda[:N]] [--dtype float32|bfloat16]
                     [--runs 5] [--warmup 1] [--prompts a,b,c] [--masks FILE] --out OUT.json
+
+--device/--dtype put the model on that device in that dtype (our side's bundle is exported in
+bfloat16 off the CPU, and `npm run bench -- --device cuda` passes the same here). Decoding and
+preprocessing stay on the CPU, as Sam3Processor does them; the pixels then move to the device.
+Every sample waits for the device to finish (the masks come back to the CPU for RLE anyway).
 
 latency  preprocess (PIL decode, EXIF, resize, normalise) + forward + post-process, per run.
 prompts  the vision encoder once, then text encoder + head per prompt (what a Python server with a
@@ -40,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--masks")
     p.add_argument("--frames")
     p.add_argument("--objects", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
 
@@ -47,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    result: dict = {"case": args.case, "threads": args.threads, "torch": torch.__version__}
+    result: dict = {"case": args.case, "threads": args.threads, "torch": torch.__version__, "device": args.device, "dtype": args.dtype}
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
 
     if args.case == "rle":
         from pycocotools import mask as mask_utils
@@ -78,25 +88,28 @@ def main(argv: list[str] | None = None) -> int:
     from sam3tools.reference import load_image, post_process, preprocess
 
     result["transformers"] = transformers.__version__
-    model, _ = load_model(args.checkpoint, torch.float32, "cpu")
+    model, _ = load_model(args.checkpoint, dtype, device)
     tokenizer = load_tokenizer(args.checkpoint)
     pre = preprocessing(args.checkpoint, model_image_size(read_config(args.checkpoint)))
     prompts = [s for s in args.prompts.split("|") if s]
 
     def tokens(text: str):
         enc = tokenizer([text], padding="max_length", max_length=32, truncation=True, return_tensors="pt")
-        return enc["input_ids"], enc["attention_mask"]
+        return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+    def pixels(img):
+        return preprocess(img, pre["resolution"], pre["mean"], pre["std"]).to(device=device, dtype=dtype)
 
     def full_pipeline():
         img = load_image(args.image)
-        px = preprocess(img, pre["resolution"], pre["mean"], pre["std"])
+        px = pixels(img)
         ids, am = tokens(prompts[0])
         out = model(pixel_values=px, input_ids=ids, attention_mask=am)
         post_process(out, args.threshold, img.height, img.width)
 
     def prompts_pipeline():
         img = load_image(args.image)
-        px = preprocess(img, pre["resolution"], pre["mean"], pre["std"])
+        px = pixels(img)
         vision = model.get_vision_features(pixel_values=px)
         for text in prompts:
             ids, am = tokens(text)
@@ -111,10 +124,18 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.runs):
             t0 = time.perf_counter()
             fn()
+            synchronize(device)
             samples.append(time.perf_counter() - t0)
     result.update(samples=samples, prompts=prompts)
     json.dump(result, open(args.out, "w"))
     return 0
+
+
+def synchronize(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def video_box(i: int) -> list[float]:
@@ -134,21 +155,24 @@ def video_benchmark(args) -> dict:
     from sam3tools.reference import encode_rle, load_image, preprocess
 
     install_roi_align_shim()
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
     pre = preprocessing(args.checkpoint, model_image_size(read_config(args.checkpoint)))
     r = pre["resolution"]
-    model = Sam3TrackerVideoModel.from_pretrained(args.checkpoint).eval()
+    model = Sam3TrackerVideoModel.from_pretrained(args.checkpoint, dtype=dtype).to(device).eval()
     files = sorted(f for f in os.listdir(args.frames) if f.endswith(".png"))
     images = [load_image(os.path.join(args.frames, f)) for f in files]
     width, height = images[0].size
-    video = torch.cat([preprocess(img, r, pre["mean"], pre["std"]) for img in images], 0)
+    video = torch.cat([preprocess(img, r, pre["mean"], pre["std"]) for img in images], 0).to(device=device, dtype=dtype)
 
     def run():
-        session = Sam3TrackerVideoInferenceSession(video=video, video_height=height, video_width=width, inference_device="cpu", dtype=torch.float32)
+        session = Sam3TrackerVideoInferenceSession(video=video, video_height=height, video_width=width, inference_device=device, dtype=dtype)
         for i in range(args.objects):
             idx = session.obj_id_to_idx(i + 1)
             x1, y1, x2, y2 = video_box(i)
-            pts = torch.tensor([[x1, y1], [x2, y2]], dtype=torch.float32) * r
-            session.add_point_inputs(idx, 0, {"point_coords": pts[None, None], "point_labels": torch.tensor([[[2, 3]]], dtype=torch.int32)})
+            pts = (torch.tensor([[x1, y1], [x2, y2]], dtype=torch.float32) * r).to(device)  # float32, as the processor gives them
+            labels = torch.tensor([[[2, 3]]], dtype=torch.int32, device=device)
+            session.add_point_inputs(idx, 0, {"point_coords": pts[None, None], "point_labels": labels})
             session.obj_with_new_inputs = [i + 1]
             model(inference_session=session, frame_idx=0)
         t0 = time.perf_counter()
@@ -156,9 +180,10 @@ def video_benchmark(args) -> dict:
         for out in model.propagate_in_video_iterator(session, start_frame_idx=0):
             masks = F.interpolate(out.pred_masks.float(), (height, width), mode="bilinear", align_corners=False) > 0
             for k in range(masks.shape[0]):
-                encode_rle(masks[k, 0].numpy())
-            out.object_score_logits.sigmoid().tolist()
+                encode_rle(masks[k, 0].cpu().numpy())
+            out.object_score_logits.float().sigmoid().tolist()
             frames += 1
+        synchronize(device)
         return time.perf_counter() - t0, frames
 
     with torch.inference_mode():
@@ -168,7 +193,7 @@ def video_benchmark(args) -> dict:
         for _ in range(args.runs):
             took, frames = run()
             samples.append(took)
-    return {"samples": samples, "frames": frames, "objects": args.objects, "transformers": transformers.__version__, "video": {"width": width, "height": height, "frames": len(files)}}
+    return {"samples": samples, "frames": frames, "objects": args.objects, "device": args.device, "dtype": args.dtype, "transformers": transformers.__version__, "video": {"width": width, "height": height, "frames": len(files)}}
 
 
 if __name__ == "__main__":
