@@ -153,17 +153,27 @@ class Stepper {
     }
     if (!enc_objs.empty()) {
       const int64_t b = static_cast<int64_t>(enc_objs.size());
+      // One module for all the frame's objects (transformers: any object's mask from its prompt).
       torch::jit::Module& enc = enc_from_points ? s_.mem_enc_points : s_.mem_enc;
-      auto out = Tuple(enc.forward({f.top.expand({b, -1, -1, -1}), torch::cat(enc_masks, 0), torch::cat(enc_scores, 0)}), 2,
-                       "memory encoder");
-      if (!v_.maskmem_pos.defined()) v_.maskmem_pos = out[1].narrow(0, 0, 1).clone();
-      for (int64_t j = 0; j < b; j++) {
-        ObjectState& obj = v_.objects[enc_objs[j]];
-        FrameOut* target = obj.cond.find(frame);
-        if (!target) target = obj.non_cond.find(frame);
-        if (target) {
-          target->maskmem = out[0].narrow(0, j, 1).clone();
-          target->maskmem_pos = v_.maskmem_pos;
+      // Every row of the encoder is independent of the others. A GPU runs all objects in one pass;
+      // a CPU one object a pass, which gives the same bits faster (bench model, 4 objects: 310-370
+      // ms batched against 220-260 ms one by one).
+      const int64_t chunk = s_.device.is_cpu() ? 1 : b;
+      for (int64_t start = 0; start < b; start += chunk) {
+        const int64_t n = std::min(chunk, b - start);
+        std::vector<torch::Tensor> masks(enc_masks.begin() + start, enc_masks.begin() + start + n);
+        std::vector<torch::Tensor> scores(enc_scores.begin() + start, enc_scores.begin() + start + n);
+        auto out = Tuple(enc.forward({f.top.expand({n, -1, -1, -1}), torch::cat(masks, 0), torch::cat(scores, 0)}), 2, "memory encoder");
+        if (!v_.maskmem_pos.defined()) v_.maskmem_pos = out[1].narrow(0, 0, 1).clone();
+        for (int64_t j = 0; j < n; j++) {
+          ObjectState& obj = v_.objects[enc_objs[start + j]];
+          FrameOut* target = obj.cond.find(frame);
+          if (!target) target = obj.non_cond.find(frame);
+          if (target) {
+            // A single row is the whole output: kept as it is, no copy.
+            target->maskmem = n == 1 ? out[0] : out[0].narrow(0, j, 1).clone();
+            target->maskmem_pos = v_.maskmem_pos;
+          }
         }
       }
     }
