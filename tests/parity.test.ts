@@ -126,6 +126,21 @@ function assertMatches(ours: Segmentation, ref: ReferenceQuery, where: string, t
   return pairs;
 }
 
+/** The cases' images, into `images` and as files for the Python reference; returns the files. */
+async function writeImages(images: Record<string, Buffer>): Promise<Record<string, string>> {
+  const dir = await tempDir();
+  images.square = await jpegImage(128, 128, 1);
+  images.wide = await pngImage(160, 96, 2);
+  // Stored 120x80 with EXIF orientation 6 (rotate 90° clockwise): shown as 80x120.
+  images.exif = await jpegImage(120, 80, 3, 6);
+  const files: Record<string, string> = {};
+  for (const [name, buf] of Object.entries(images)) {
+    files[name] = path.join(dir, `${name}.${name === 'wide' ? 'png' : 'jpg'}`);
+    writeFileSync(files[name]!, buf);
+  }
+  return files;
+}
+
 describe('parity with transformers eager Sam3Model', () => {
   let model: Sam3Model;
   let ref: ReferenceOutput;
@@ -135,16 +150,7 @@ describe('parity with transformers eager Sam3Model', () => {
   before(async () => {
     const fx = await fixture();
     bundle = fx.bundle;
-    const dir = await tempDir();
-    images.square = await jpegImage(128, 128, 1);
-    images.wide = await pngImage(160, 96, 2);
-    // Stored 120x80 with EXIF orientation 6 (rotate 90° clockwise): shown as 80x120.
-    images.exif = await jpegImage(120, 80, 3, 6);
-    const files: Record<string, string> = {};
-    for (const [name, buf] of Object.entries(images)) {
-      files[name] = path.join(dir, `${name}.${name === 'wide' ? 'png' : 'jpg'}`);
-      writeFileSync(files[name]!, buf);
-    }
+    const files = await writeImages(images);
     [ref, model] = await Promise.all([reference(fx.checkpoint, files, cases.map(toReferenceCase)), Sam3Model.load(fx.bundle, { threads: 2, headBatch: 16 })]);
   });
 
@@ -341,15 +347,7 @@ describe('parity in bfloat16: a bundle exported in bfloat16 against transformers
 
   before(async () => {
     const fx = await fixture(1, 112, 'bfloat16');
-    const dir = await tempDir();
-    images.square = await jpegImage(128, 128, 1);
-    images.wide = await pngImage(160, 96, 2);
-    images.exif = await jpegImage(120, 80, 3, 6);
-    const files: Record<string, string> = {};
-    for (const [name, buf] of Object.entries(images)) {
-      files[name] = path.join(dir, `${name}.${name === 'wide' ? 'png' : 'jpg'}`);
-      writeFileSync(files[name]!, buf);
-    }
+    const files = await writeImages(images);
     const refCases = cases.map(toReferenceCase);
     [ref, ref32, model] = await Promise.all([
       reference(fx.checkpoint, files, refCases, [], 'bfloat16'),
