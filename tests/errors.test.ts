@@ -86,9 +86,10 @@ describe('bad input', () => {
     }
   });
 
-  it('a bad headBatch is refused at load', async () => {
-    for (const headBatch of [0, 1.5, -2, Number.NaN]) {
-      await assert.rejects(Sam3Model.load(bundle, { headBatch, warmup: false }), expectCode(ErrorCode.InvalidArgument, /headBatch must be a positive integer/));
+  it('a bad headBatch or encodeBatch is refused at load', async () => {
+    for (const bad of [0, 1.5, -2, Number.NaN]) {
+      await assert.rejects(Sam3Model.load(bundle, { headBatch: bad, warmup: false }), expectCode(ErrorCode.InvalidArgument, /headBatch must be a positive integer/));
+      await assert.rejects(Sam3Model.load(bundle, { encodeBatch: bad, warmup: false }), expectCode(ErrorCode.InvalidArgument, /encodeBatch must be a positive integer/));
     }
   });
 

@@ -198,6 +198,31 @@ describe('parity with transformers eager Sam3Model', () => {
     }
   });
 
+  it('encodeImages runs encodeBatch images a pass (1 on a CPU by default), and every pass gives the reference answers', async () => {
+    assert.equal(model.encodeBatch, 1, 'the CPU default');
+    const three = await Sam3Model.load(bundle, { threads: 2, headBatch: 16, encodeBatch: 3, warmup: false });
+    try {
+      assert.equal(three.encodeBatch, 3);
+      const names = ['square', 'wide', 'exif'] as const;
+      for (const [m, passes, label] of [[model, 3, 'encodeBatch 1'], [three, 1, 'encodeBatch 3']] as const) {
+        const jobs = m.info().engine.completed;
+        const features = await m.encodeImages(names.map((n) => images[n]!));
+        try {
+          assert.equal(m.info().engine.completed - jobs, passes, `${label}: encoder passes for 3 images`);
+          for (const [k, name] of names.entries()) {
+            const c = cases.find((x) => x.image === name)!;
+            const results = await m.segmentBatch(features[k]!, c.prompts, { threshold: 0 });
+            results.forEach((r, q) => assertMatches(r, ref.cases[c.name]!.queries[q]!, `${c.name} query ${q} (${label}, image ${k} of 3)`));
+          }
+        } finally {
+          for (const f of features) f.dispose();
+        }
+      }
+    } finally {
+      three.dispose();
+    }
+  });
+
   it('threshold keeps exactly the reference detections above it, and a high one finds nothing', async () => {
     const features = await model.encodeImage(images.square!);
     try {

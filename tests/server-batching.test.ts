@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
 import type { Sam3Model } from '../src/index.js';
-import { encodeBatchDefault } from '../src/server/engines.js';
+import { deviceBatchDefault } from '../src/model.js';
 import { pixelDiff, pngImage } from './helpers.js';
 import { type TestServer, b64, get, metric, metrics, postJson, startServer } from './server-helpers.js';
 
@@ -84,9 +84,9 @@ describe('encoder batch by device when MAX_BATCH_SIZE is not set', () => {
   after(async () => srv?.close());
 
   it('a CPU engine encodes one image a pass (a batched pass is slower there); CUDA batches 8', async () => {
-    assert.equal(encodeBatchDefault('cpu'), 1);
-    assert.equal(encodeBatchDefault('cuda'), 8);
-    assert.equal(encodeBatchDefault('cuda:1'), 8);
+    assert.equal(deviceBatchDefault('cpu'), 1);
+    assert.equal(deviceBatchDefault('cuda'), 8);
+    assert.equal(deviceBatchDefault('cuda:1'), 8);
     const info = await get(srv.base, '/models/info');
     assert.equal(info.body.batching.max_batch_size, null, 'no server-wide value: each device has its own');
     assert.equal(info.body.image_model.devices[0].max_batch_size, 1);

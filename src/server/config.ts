@@ -124,7 +124,7 @@ export interface ServerConfig {
   textCacheEntries: number;
   /** Prompts of one request run together in one head pass; undefined: 8 on CUDA, 1 on a CPU. */
   headBatch: number | undefined;
-  /** maxBatchSize undefined: each device's default (encodeBatchDefault). */
+  /** maxBatchSize undefined: each device's default (LoadOptions.encodeBatch: 8 on CUDA, 1 on a CPU). */
   batching: { maxBatchSize: number | undefined; batchWaitMs: number; maxQueue: number; retryAfterSeconds: number };
   limits: { maxBodyBytes: number; maxImagePixels: number; maxPrompts: number; maxBatchImages: number };
   shutdownTimeoutMs: number;

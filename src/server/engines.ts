@@ -31,16 +31,6 @@ export interface PendingImage {
   cancel(): void;
 }
 
-/**
- * Images per vision-encoder pass when MAX_BATCH_SIZE is not set: 8 on CUDA, where one image leaves
- * the device idle; 1 on a CPU, where one image already keeps every core busy and a batched pass is
- * slower than the same images one at a time (bench model, 2 threads: 4 images in one pass
- * 3.7-4.8 s, one by one 3.4-3.7 s), so batching there would cost throughput and latency alike.
- */
-export function encodeBatchDefault(device: string): number {
-  return device.startsWith('cuda') ? 8 : 1;
-}
-
 export class Worker {
   readonly batcher: EncodeBatcher;
   readonly maxBatchSize: number;
@@ -57,7 +47,9 @@ export class Worker {
     hooks: WorkerHooks,
     now?: () => number,
   ) {
-    this.maxBatchSize = config.batching.maxBatchSize ?? encodeBatchDefault(device);
+    // MAX_BATCH_SIZE, or the device's default (LoadOptions.encodeBatch: 8 on CUDA, 1 on a CPU, where
+    // a batched pass is slower than its images one at a time).
+    this.maxBatchSize = model.encodeBatch;
     this.batcher = new EncodeBatcher((images) => this.model.encodeImages(images), {
       maxBatchSize: this.maxBatchSize,
       batchWaitMs: config.batching.batchWaitMs,
@@ -153,6 +145,7 @@ export class ModelPool {
             maxPixels: config.limits.maxImagePixels,
             textCacheEntries: config.textCacheEntries,
             ...(config.headBatch !== undefined ? { headBatch: config.headBatch } : {}),
+            ...(config.batching.maxBatchSize !== undefined ? { encodeBatch: config.batching.maxBatchSize } : {}),
           });
         } catch (err) {
           engine.close();
