@@ -17,7 +17,7 @@ import { parseArgs, promisify } from 'node:util';
 import sharp from 'sharp';
 
 import { BUNDLE_FORMAT_VERSION, Sam3Model, encodeRle, runtimeInfo } from '../src/index.js';
-import type { FrameSource, RgbFrame, VideoInfo } from '../src/video/frames.js';
+import type { FrameSource, RgbFrame, VideoInfo } from '../src/video/source.js';
 import { jpegImage, py, root, tempDir } from '../tests/helpers.js';
 
 const exec = promisify(execFile);

@@ -33,6 +33,30 @@ export const ErrorCode = {
   UnknownObject: 'ERR_SAM3_UNKNOWN_OBJECT',
   /** The ffmpeg / ffprobe binary is missing or cannot run (a server-side problem). */
   Ffmpeg: 'ERR_SAM3_FFMPEG',
+  /** Propagation asked of a video session that tracks no object yet. */
+  NoObjects: 'ERR_SAM3_NO_OBJECTS',
+
+  // Codes of the serving layer (src/server): thrown by its services, mapped to HTTP at its edge.
+  /** Every device's queue of image jobs is full (load shedding; retry later). */
+  QueueFull: 'ERR_SAM3_QUEUE_FULL',
+  /** An image id that is not (or no longer) in the feature cache. */
+  UnknownImageId: 'ERR_SAM3_UNKNOWN_IMAGE_ID',
+  /** An image id or embedding asked of a server that runs without a feature cache. */
+  FeatureCacheDisabled: 'ERR_SAM3_FEATURE_CACHE_DISABLED',
+  /** A video session id that is not open. */
+  SessionNotFound: 'ERR_SAM3_SESSION_NOT_FOUND',
+  /** A video session id that is already taken. */
+  SessionExists: 'ERR_SAM3_SESSION_EXISTS',
+  /** The session was closed while the operation ran. */
+  SessionClosed: 'ERR_SAM3_SESSION_CLOSED',
+  /** MAX_SESSIONS sessions are open. */
+  TooManySessions: 'ERR_SAM3_TOO_MANY_SESSIONS',
+  /** The model is still loading. */
+  ModelLoading: 'ERR_SAM3_MODEL_LOADING',
+  /** The model failed to load; nothing can be served. */
+  ModelUnavailable: 'ERR_SAM3_MODEL_UNAVAILABLE',
+  /** The service is shutting down. */
+  ShuttingDown: 'ERR_SAM3_SHUTTING_DOWN',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -50,17 +74,32 @@ export const USER_ERROR_CODES: ReadonlySet<string> = new Set([
   ErrorCode.NoVideoModel,
   ErrorCode.SessionBusy,
   ErrorCode.UnknownObject,
+  ErrorCode.NoObjects,
+  ErrorCode.UnknownImageId,
+  ErrorCode.FeatureCacheDisabled,
+  ErrorCode.SessionNotFound,
+  ErrorCode.SessionExists,
+  ErrorCode.SessionClosed,
+  ErrorCode.TooManySessions,
 ]);
+
+export interface Sam3ErrorOptions {
+  cause?: unknown;
+  /** When retrying makes sense (load shedding, loading, session limits): seconds to wait. */
+  retryAfterSeconds?: number;
+}
 
 export class Sam3Error extends Error {
   readonly code: ErrorCode;
   readonly details: Record<string, unknown> | undefined;
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>, options?: Sam3ErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'Sam3Error';
     this.code = code;
     this.details = details;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 
   get isUserError(): boolean {

@@ -5,7 +5,7 @@
  */
 import sharp, { type Metadata } from 'sharp';
 
-import { ErrorCode, Sam3Error } from './errors.js';
+import { ErrorCode, Sam3Error, invalid } from './errors.js';
 
 export interface DecodedImage {
   data: Buffer;
@@ -59,4 +59,27 @@ export async function decodeImage(input: Uint8Array, options: DecodeOptions = {}
     if (err instanceof Sam3Error) throw err;
     throw new Sam3Error(ErrorCode.InvalidImage, `the image could not be decoded: ${(err as Error).message}`, undefined, { cause: err });
   }
+}
+
+/** Raw RGB pixels (3 bytes per pixel, row-major), for callers that decoded the image already. */
+export interface RgbImage {
+  rgb: Uint8Array;
+  width: number;
+  height: number;
+}
+
+/** Encoded image bytes (any format sharp reads) or raw RGB pixels. */
+export type ImageInput = Uint8Array | RgbImage;
+
+/** The RGB pixels of an image input: encoded bytes are decoded, raw pixels are checked. */
+export async function imagePixels(input: ImageInput, options: DecodeOptions = {}): Promise<DecodedImage | { data: Uint8Array; width: number; height: number }> {
+  if (input instanceof Uint8Array) return decodeImage(input, options);
+  if (input && typeof input === 'object' && (input as RgbImage).rgb instanceof Uint8Array) {
+    const { rgb, width, height } = input as RgbImage;
+    if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || rgb.byteLength !== width * height * 3) {
+      throw invalid(`raw RGB image must have integer width and height and width*height*3 bytes (got ${width}x${height}, ${rgb.byteLength} bytes)`);
+    }
+    return { data: rgb, width, height };
+  }
+  throw invalid('an image must be encoded bytes (Buffer/Uint8Array) or {rgb, width, height}');
 }

@@ -1,23 +1,46 @@
 /**
- * sam3-server library API: load a SAM 3 model bundle and segment images from Node.
+ * sam3-server library API: load a SAM 3 model bundle and segment images and videos from Node.
  *
  *   const model = await Sam3Model.load('models/demo');
  *   const features = await model.encodeImage(jpegBytes);
  *   const result = await model.segment(features, { text: 'person' }, { threshold: 0.5 });
  *   features.dispose(); model.dispose();
+ *
+ * Everything a program needs is exported here; the addon's own types (src/native.ts) stay private.
  */
-export { Sam3Model, ImageFeatures, validateBox, validateThreshold, MAX_BOXES_PER_PROMPT, MAX_PROMPT_CHARS } from './model.js';
-export type { Box, BoxPrompt, Prompt, RleMask, Segmentation, SegmentOptions, LoadOptions, ImageInput, RgbImage } from './model.js';
+export { Sam3Model } from './model.js';
+export type { Segmentation, SegmentOptions, LoadOptions } from './model.js';
+export { ImageFeatures } from './features.js';
+export {
+  MAX_BOXES_PER_PROMPT,
+  MAX_POINTS_PER_PROMPT,
+  MAX_PROMPT_CHARS,
+  boxProblem,
+  pointProblem,
+  validateBox,
+  validatePoint,
+  validatePointLabel,
+  validateThreshold,
+  promptText,
+  checkFrameIndex,
+  checkCount,
+} from './prompts.js';
+export type { Box, BoxPrompt, Point, PointLabel, Prompt, Space } from './prompts.js';
 export { Sam3Error, ErrorCode, USER_ERROR_CODES } from './errors.js';
+export type { Sam3ErrorOptions } from './errors.js';
+export { Engine, createEngine, deviceBatchDefault } from './engine.js';
+export type { EngineStats } from './engine.js';
 export { openBundle, manifestSchema, BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION } from './bundle.js';
 export type { Bundle, Manifest, BundleOptions } from './bundle.js';
 export { decodeImage, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE } from './image.js';
-export type { DecodedImage, DecodeOptions } from './image.js';
+export type { DecodedImage, DecodeOptions, ImageInput, RgbImage } from './image.js';
 export { HandleCache } from './cache.js';
 export type { CacheOptions, CacheStats, Lease } from './cache.js';
 export { PromptTokenizer } from './tokenizer.js';
-export { encodeRle, runtimeInfo, createEngine } from './runtime.js';
-export { VideoSession, decodeRle } from './video/session.js';
+export { encodeRle, decodeRle } from './rle.js';
+export type { RleMask } from './rle.js';
+export { runtimeInfo } from './runtime.js';
+export { VideoSession } from './video/session.js';
 export type { VideoPrompt, VideoPoint, PromptResult, FrameResult, TrackedObject, Direction, PropagateOptions, SessionStatus, VideoSessionOptions } from './video/session.js';
 export { openVideo } from './video/frames.js';
-export type { FrameSource, VideoInfo, RgbFrame, OpenVideoOptions } from './video/frames.js';
+export type { FrameSource, VideoInfo, RgbFrame, OpenVideoOptions } from './video/source.js';

@@ -6,41 +6,18 @@
 import os from 'node:os';
 
 import { type Bundle, type BundleOptions, type Manifest, openBundle } from './bundle.js';
+import { detectorOptions, trackerOptions } from './bundle-pieces.js';
 import { HandleCache, type Lease } from './cache.js';
-import { ErrorCode, Sam3Error, callNative, fromNative, invalid } from './errors.js';
-import { type DecodeOptions, decodeImage } from './image.js';
-import {
-  type NativeEngine,
-  type NativeImageFeatures,
-  type NativeModel,
-  type NativeQuery,
-  type NativeTextEmbedding,
-  type NativeTracker,
-  addon,
-} from './native.js';
-import type { FrameSource } from './video/frames.js';
-import { VideoSession, type VideoSessionOptions } from './video/session.js';
+import { Engine, createEngine, deviceBatchDefault } from './engine.js';
+import { ErrorCode, Sam3Error, callNative, invalid } from './errors.js';
+import { ImageFeatures } from './features.js';
+import { type DecodeOptions, type ImageInput, imagePixels } from './image.js';
+import type { NativeModel, NativeQuery, NativeTextEmbedding, NativeTracker } from './native.js';
+import { type Box, MAX_BOXES_PER_PROMPT, type Prompt, promptText, validateBox, validateThreshold } from './prompts.js';
+import type { RleMask } from './rle.js';
 import { PromptTokenizer } from './tokenizer.js';
-
-/** [x, y, width, height], normalised to [0, 1] by the image's width and height. */
-export type Box = [number, number, number, number];
-
-export interface BoxPrompt {
-  box: Box;
-  /** true: an exemplar of what to find (default); false: a negative exemplar. */
-  label?: boolean;
-}
-
-export interface Prompt {
-  text?: string;
-  boxes?: BoxPrompt[];
-}
-
-/** COCO run-length encoding, as pycocotools' mask.encode writes it. */
-export interface RleMask {
-  size: [number, number];
-  counts: string;
-}
+import type { FrameSource } from './video/source.js';
+import { VideoSession, type VideoSessionOptions } from './video/session.js';
 
 export interface Segmentation {
   masks: RleMask[];
@@ -49,15 +26,6 @@ export interface Segmentation {
   numMasks: number;
   imageSize: { width: number; height: number };
 }
-
-/** Raw RGB pixels (3 bytes per pixel, row-major), for callers that decoded the image already. */
-export interface RgbImage {
-  rgb: Uint8Array;
-  width: number;
-  height: number;
-}
-
-export type ImageInput = Uint8Array | RgbImage;
 
 export interface SegmentOptions {
   /** Keep detections whose score (sigmoid(logit) * sigmoid(presence)) is above this. Default 0.5. */
@@ -95,77 +63,15 @@ export interface LoadOptions extends BundleOptions, DecodeOptions {
    */
   pixelSkipAfter?: number;
   /** Use an existing engine (one thread per device, shared by models) instead of making one. */
-  engine?: NativeEngine;
+  engine?: Engine;
   /** Load the bundle's video tracker when it has one. Default true. */
   video?: boolean;
-}
-
-/** headBatch and encodeBatch when not given: 8 on CUDA, where one item leaves the device idle; 1 on a CPU. */
-export function deviceBatchDefault(device: string): number {
-  return device.startsWith('cuda') ? 8 : 1;
-}
-
-export const MAX_BOXES_PER_PROMPT = 64;
-export const MAX_PROMPT_CHARS = 1000;
-
-export class ImageFeatures {
-  /** @internal */
-  constructor(
-    readonly native: NativeImageFeatures,
-    /** @internal */ readonly model: Sam3Model,
-  ) {}
-
-  get width(): number {
-    return this.native.width;
-  }
-  get height(): number {
-    return this.native.height;
-  }
-  /** Device memory held by the features. */
-  get bytes(): number {
-    return this.native.bytes;
-  }
-  /**
-   * Whether the pixel decoder's image-only share has been computed for these features (after
-   * `pixelSkipAfter` prompts on them found something; it replaces two feature levels of the same
-   * size, so `bytes` does not change).
-   */
-  get pixelSkip(): boolean {
-    return this.native.pixelSkip;
-  }
-  get disposed(): boolean {
-    return this.native.disposed;
-  }
-  dispose(): void {
-    this.native.dispose();
-  }
 }
 
 interface NormalisedPrompt {
   text: string;
   boxes: Float64Array | undefined;
   labels: Uint8Array | undefined;
-}
-
-export function validateThreshold(value: unknown, name = 'threshold'): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 1) {
-    throw invalid(`${name} must be a number within [0, 1], got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
-/** Checks a box is [x, y, w, h] inside the unit square with positive size. */
-export function validateBox(box: unknown, where: string): Box {
-  if (!Array.isArray(box) || box.length !== 4 || !box.every((v) => typeof v === 'number' && Number.isFinite(v))) {
-    throw invalid(`${where} must be [x, y, width, height] with 4 finite numbers`);
-  }
-  const [x, y, w, h] = box as Box;
-  const eps = 1e-6;
-  if (w <= 0 || h <= 0) throw invalid(`${where} has width ${w} and height ${h}; both must be > 0`);
-  if (x < 0 || y < 0 || x + w > 1 + eps || y + h > 1 + eps) {
-    throw invalid(`${where} = [${box.join(', ')}] is not inside the image: boxes are normalised, x, y >= 0 and x + width, y + height <= 1`);
-  }
-  return [x, y, w, h];
 }
 
 export class Sam3Model {
@@ -176,7 +82,7 @@ export class Sam3Model {
   private constructor(
     readonly bundle: Bundle,
     private readonly native: NativeModel,
-    private readonly engine: NativeEngine,
+    private readonly engine: Engine,
     private readonly ownsEngine: boolean,
     private readonly tokenizer: PromptTokenizer,
     private readonly decodeOptions: DecodeOptions,
@@ -193,8 +99,6 @@ export class Sam3Model {
     const bundle = await openBundle(bundleDir, options);
     const m = bundle.manifest;
     const tokenizer = PromptTokenizer.load(bundle.file('tokenizer'), m.text.max_length, m.text.pad_token_id);
-    const lib = addon();
-    const ownsEngine = options.engine === undefined;
     for (const key of ['headBatch', 'encodeBatch'] as const) {
       const v = options[key];
       if (v !== undefined && !(Number.isInteger(v) && v >= 1)) throw invalid(`${key} must be a positive integer, got ${String(v)}`);
@@ -203,64 +107,17 @@ export class Sam3Model {
     if (psa !== undefined && !(psa === Infinity || (Number.isInteger(psa) && psa >= 0))) {
       throw invalid(`pixelSkipAfter must be an integer >= 0 or Infinity, got ${String(psa)}`);
     }
-    let engine: NativeEngine;
+    if (options.engine !== undefined && !(options.engine instanceof Engine)) throw invalid('engine must be an Engine from createEngine()');
+    const ownsEngine = options.engine === undefined;
+    const engine = options.engine ?? createEngine(options.device ?? m.device, options.threads ?? os.availableParallelism());
     try {
-      engine = options.engine ?? new lib.Engine(options.device ?? m.device, options.threads ?? os.availableParallelism());
-    } catch (err) {
-      throw fromNative(err);
-    }
-    try {
-      const native = await callNative(() =>
-        engine.loadModel({
-          visionBackbone: bundle.file('vision_backbone'),
-          visionNeck: bundle.file('vision_neck'),
-          textEncoder: bundle.file('text_encoder'),
-          headText: bundle.file('head_text'),
-          headTextBoxes: bundle.file('head_text_boxes'),
-          pixelDecoder: bundle.file('pixel_decoder'),
-          pixelSkip: bundle.file('pixel_skip'),
-          pixelSplit: bundle.file('pixel_split'),
-          pixelSkipAfter: psa === undefined ? 2 : psa === Infinity ? -1 : psa,
-          bundleDevice: m.device,
-          dtype: m.dtype,
-          resolution: m.resolution,
-          maskSize: m.mask_size,
-          textLength: m.text.max_length,
-          hiddenSize: m.hidden_size,
-          mean: [...m.normalization.mean],
-          std: [...m.normalization.std],
-          warmup: options.warmup ?? true,
-        }),
-      );
+      const pixelSkipAfter = psa === undefined ? 2 : psa === Infinity ? -1 : psa;
+      const native = await callNative(() => engine.native.loadModel(detectorOptions(bundle, { pixelSkipAfter, warmup: options.warmup ?? true })));
       let tracker: NativeTracker | undefined;
-      const v = m.video;
-      if (v && options.video !== false) {
+      const trackerLoad = options.video !== false ? trackerOptions(bundle, native) : undefined;
+      if (trackerLoad) {
         try {
-          tracker = await callNative(() =>
-            engine.loadTracker({
-              model: native,
-              neck: bundle.file('tracker_neck'),
-              decodeMulti: bundle.file('tracker_decode_multi'),
-              decodeSingle: bundle.file('tracker_decode_single'),
-              maskPrompt: bundle.file('tracker_mask_prompt'),
-              memoryEncoder: bundle.file('memory_encoder'),
-              memoryEncoderPoints: bundle.file('memory_encoder_points'),
-              memoryAttention: bundle.file('memory_attention'),
-              dtype: m.dtype,
-              resolution: m.resolution,
-              lowResMaskSize: v.low_res_mask_size,
-              hiddenSize: v.hidden_size,
-              numMaskmem: v.num_maskmem,
-              maxCondFrames: v.max_cond_frame_num,
-              maxObjectPointers: v.max_object_pointers,
-              multimaskOutputInSam: v.multimask_output_in_sam,
-              multimaskMinPoints: v.multimask_min_pt_num,
-              multimaskMaxPoints: v.multimask_max_pt_num,
-              multimaskOutputForTracking: v.multimask_output_for_tracking,
-              mean: [...m.normalization.mean],
-              std: [...m.normalization.std],
-            }),
-          );
+          tracker = await callNative(() => engine.native.loadTracker(trackerLoad));
         } catch (err) {
           native.dispose();
           throw err;
@@ -324,7 +181,7 @@ export class Sam3Model {
   async encodeImages(inputs: readonly ImageInput[], options: { keepBackbone?: boolean } = {}): Promise<ImageFeatures[]> {
     this.live('encodeImages');
     if (!Array.isArray(inputs) || inputs.length === 0) throw invalid('encodeImages needs a non-empty array of images');
-    const decoded = await Promise.all(inputs.map((input) => this.pixels(input)));
+    const decoded = await Promise.all(inputs.map((input) => imagePixels(input, this.decodeOptions)));
     const out: ImageFeatures[] = [];
     try {
       for (let start = 0; start < decoded.length; start += this.encodeBatch) {
@@ -354,7 +211,7 @@ export class Sam3Model {
   async segmentBatch(features: ImageFeatures, prompts: readonly Prompt[], options: SegmentOptions = {}): Promise<Segmentation[]> {
     this.live('segment');
     if (!(features instanceof ImageFeatures)) throw invalid('features must be an ImageFeatures handle from encodeImage()');
-    if (features.model !== this) throw invalid('these image features were encoded by another model');
+    if (features.owner !== this) throw invalid('these image features were encoded by another model');
     if (features.disposed) throw new Sam3Error(ErrorCode.Disposed, 'segment: the image features have been disposed');
     const threshold = validateThreshold(options.threshold ?? 0.5);
     if (!Array.isArray(prompts) || prompts.length === 0) throw invalid('at least one prompt is required');
@@ -396,7 +253,6 @@ export class Sam3Model {
     return this.textCache.stats();
   }
 
-  /** Frees the weights and cached text embeddings; closes the engine if this model made it. */
   /** Whether the bundle carries the video tracker (exported from a sam3_video checkpoint). */
   get supportsVideo(): boolean {
     return this.tracker !== undefined;
@@ -408,15 +264,21 @@ export class Sam3Model {
    */
   async openVideo(source: FrameSource, options: VideoSessionOptions = {}): Promise<VideoSession> {
     this.live('openVideo');
+    return VideoSession.open(this, this.requireTracker(), source, options);
+  }
+
+  /** The tracker, or ERR_SAM3_NO_VIDEO_MODEL for a bundle without one. */
+  requireTracker(): NativeTracker {
     if (!this.tracker) {
       throw new Sam3Error(
         ErrorCode.NoVideoModel,
         `the model bundle ${this.bundle.dir} has no video tracker: export a sam3_video checkpoint (such as facebook/sam3) to track objects in videos`,
       );
     }
-    return VideoSession.open(this, this.tracker, source, options);
+    return this.tracker;
   }
 
+  /** Frees the weights and cached text embeddings; closes the engine if this model made it. */
   dispose(): void {
     if (this.disposedFlag) return;
     this.disposedFlag = true;
@@ -431,27 +293,13 @@ export class Sam3Model {
     if (this.disposedFlag) throw new Sam3Error(ErrorCode.Disposed, `${op}: the model has been disposed`);
   }
 
-  private async pixels(input: ImageInput): Promise<{ data: Uint8Array; width: number; height: number }> {
-    if (input instanceof Uint8Array) return decodeImage(input, this.decodeOptions);
-    if (input && typeof input === 'object' && (input as RgbImage).rgb instanceof Uint8Array) {
-      const { rgb, width, height } = input as RgbImage;
-      if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || rgb.byteLength !== width * height * 3) {
-        throw invalid(`raw RGB image must have integer width and height and width*height*3 bytes (got ${width}x${height}, ${rgb.byteLength} bytes)`);
-      }
-      return { data: rgb, width, height };
-    }
-    throw invalid('an image must be encoded bytes (Buffer/Uint8Array) or {rgb, width, height}');
-  }
-
   private normalisePrompt(prompt: Prompt, where: string): NormalisedPrompt {
     if (!prompt || typeof prompt !== 'object') throw invalid(`${where} must be an object with text and/or boxes`);
     const { text, boxes } = prompt;
-    if (text !== undefined && text !== null && typeof text !== 'string') throw invalid(`${where}.text must be a string`);
-    const trimmed = typeof text === 'string' ? text.trim() : '';
-    if (trimmed.length > MAX_PROMPT_CHARS) throw invalid(`${where}.text is ${trimmed.length} characters; the limit is ${MAX_PROMPT_CHARS}`);
+    const trimmed = promptText(text, `${where}.text`);
     if (boxes !== undefined && boxes !== null && !Array.isArray(boxes)) throw invalid(`${where}.boxes must be an array`);
     const list = boxes ?? [];
-    if (trimmed.length === 0 && list.length === 0) {
+    if (trimmed === undefined && list.length === 0) {
       throw invalid(text === undefined || text === null ? `${where} needs a text or at least one box` : `${where}.text is empty; give a text or at least one box`);
     }
     if (list.length > MAX_BOXES_PER_PROMPT) throw invalid(`${where} has ${list.length} boxes; the limit is ${MAX_BOXES_PER_PROMPT}`);
@@ -469,7 +317,7 @@ export class Sam3Model {
       });
     }
     // Box exemplars without text use the model's "visual" prompt, as Sam3Processor does.
-    return { text: trimmed.length > 0 ? trimmed : this.manifest.text.visual_prompt, boxes: boxArray, labels };
+    return { text: trimmed ?? this.manifest.text.visual_prompt, boxes: boxArray, labels };
   }
 
   /** Text embeddings for the prompts, from the cache or encoded in one batch; pinned until released. */

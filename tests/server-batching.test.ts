@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
 import type { Sam3Model } from '../src/index.js';
-import { deviceBatchDefault } from '../src/model.js';
+import { deviceBatchDefault } from '../src/index.js';
 import { pixelDiff, pngImage } from './helpers.js';
 import { type TestServer, b64, get, metric, metrics, postJson, startServer } from './server-helpers.js';
 

@@ -18,7 +18,7 @@ import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 
 import { Sam3Model } from '../src/index.js';
-import type { FrameSource, RgbFrame, VideoInfo } from '../src/video/frames.js';
+import type { FrameSource, RgbFrame, VideoInfo } from '../src/video/source.js';
 import type { VideoSession } from '../src/video/session.js';
 import { decodeRle, fixture, pixelDiff, py, tempDir } from './helpers.js';
 

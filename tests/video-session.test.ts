@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { ErrorCode, Sam3Model } from '../src/index.js';
-import { decodeRle } from '../src/video/session.js';
-import type { FrameSource, RgbFrame, VideoInfo } from '../src/video/frames.js';
+import { decodeRle } from '../src/index.js';
+import type { FrameSource, RgbFrame, VideoInfo } from '../src/video/source.js';
 import { fixture } from './helpers.js';
 
 const W = 64;

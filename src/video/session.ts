@@ -4,17 +4,28 @@
  * decoded lazily from a FrameSource; the native side caches their vision features (bounded) and
  * asks for a frame's pixels only when it does not hold its features.
  */
-import type { Box, ImageFeatures, RleMask, Sam3Model } from '../model.js';
-import { validateBox, validateThreshold } from '../model.js';
 import { ErrorCode, Sam3Error, callNative, invalid } from '../errors.js';
+import type { ImageFeatures } from '../features.js';
 import type { NativeFrame, NativePromptEntry, NativeStepResult, NativeTracker, NativeVideoHandle } from '../native.js';
-import type { FrameSource, VideoInfo } from './frames.js';
+import { type Box, type PointLabel, checkCount, checkFrameIndex, promptText, validateBox, validatePoint, validatePointLabel, validateThreshold } from '../prompts.js';
+import { type RleMask, decodeRle } from '../rle.js';
+import type { FrameSource, VideoInfo } from './source.js';
+
+/**
+ * What a session needs of the image model (Sam3Model) for text prompts: its detector on a frame.
+ * A structural type, so the session does not depend on the model's module.
+ */
+export interface FrameDetector {
+  readonly device: string;
+  encodeImages(images: readonly { rgb: Uint8Array; width: number; height: number }[], options: { keepBackbone: boolean }): Promise<ImageFeatures[]>;
+  segment(features: ImageFeatures, prompt: { text: string }, options: { threshold: number }): Promise<{ masks: RleMask[] }>;
+}
 
 export interface VideoPoint {
   /** Normalised [x, y] in [0, 1]. */
   point: [number, number];
   /** 1: on the object, 0: background. */
-  label: 0 | 1;
+  label: PointLabel;
 }
 
 export interface VideoPrompt {
@@ -89,41 +100,19 @@ export interface VideoSessionOptions {
 
 const DEFAULT_FEATURE_CACHE = 256 * 1024 * 1024;
 
-/** Decodes a COCO compressed RLE string (column-major counts) into a row-major 0/1 mask. */
-export function decodeRle(counts: string, height: number, width: number): Uint8Array {
-  const runs: number[] = [];
-  let p = 0;
-  while (p < counts.length) {
-    let x = 0;
-    let k = 0;
-    let more = 1;
-    while (more) {
-      const c = counts.charCodeAt(p) - 48;
-      x |= (c & 0x1f) << (5 * k);
-      more = c & 0x20;
-      p++;
-      k++;
-      if (!more && c & 0x10) x |= -1 << (5 * k);
-    }
-    if (runs.length > 2) x += runs[runs.length - 2]!;
-    runs.push(x);
-  }
-  const out = new Uint8Array(height * width);
-  let pos = 0;
-  let value = 0;
-  for (const run of runs) {
-    if (value) {
-      for (let i = pos; i < pos + run; i++) out[(i % height) * width + Math.floor(i / height)] = 1;
-    }
-    pos += run;
-    value ^= 1;
-  }
-  return out;
-}
-
+/**
+ * One video being tracked. Operations (prompts, removals, resets) run one at a time in call order;
+ * one propagation at a time, and none of them during it (ERR_SAM3_SESSION_BUSY): the session is
+ * busy from the propagate() call until its iteration ends (a for-await loop ends it on break; call
+ * return() on an iterator you do not finish).
+ */
 export class VideoSession {
+  /** Set by dispose(): new calls are refused; queued operations still finish. */
+  private closingFlag = false;
   private disposedFlag = false;
   private propagatingFlag = false;
+  private chain: Promise<unknown> = Promise.resolve();
+  private pendingOps = 0;
   private readonly objectIds: number[] = [];
   private readonly removed = new Set<number>();
   private readonly promptFrames = new Map<number, Set<number>>();
@@ -134,13 +123,14 @@ export class VideoSession {
   private last = Date.now();
 
   private constructor(
-    private readonly model: Sam3Model,
+    private readonly detector: FrameDetector,
     private readonly tracker: NativeTracker,
     private readonly handle: NativeVideoHandle,
     readonly source: FrameSource,
   ) {}
 
-  static async open(model: Sam3Model, tracker: NativeTracker, source: FrameSource, options: VideoSessionOptions = {}): Promise<VideoSession> {
+  /** @internal Sam3Model.openVideo is the public way in. */
+  static async open(detector: FrameDetector, tracker: NativeTracker, source: FrameSource, options: VideoSessionOptions = {}): Promise<VideoSession> {
     const info = source.info;
     const featureCacheBytes = options.featureCacheBytes ?? DEFAULT_FEATURE_CACHE;
     if (!Number.isFinite(featureCacheBytes) || featureCacheBytes < 0) throw invalid('featureCacheBytes must be a non-negative number');
@@ -152,7 +142,7 @@ export class VideoSession {
     };
     if (options.memoryWindow !== undefined) open.memoryWindow = options.memoryWindow;
     const handle = await callNative(async () => tracker.open(open));
-    return new VideoSession(model, tracker, handle, source);
+    return new VideoSession(detector, tracker, handle, source);
   }
 
   get info(): VideoInfo {
@@ -160,15 +150,20 @@ export class VideoSession {
   }
 
   get device(): string {
-    return this.model.device;
+    return this.detector.device;
   }
 
   get disposed(): boolean {
-    return this.disposedFlag;
+    return this.closingFlag;
   }
 
   get propagating(): boolean {
     return this.propagatingFlag;
+  }
+
+  /** Operations queued or running, or a propagation. */
+  get busy(): boolean {
+    return this.pendingOps > 0 || this.propagatingFlag;
   }
 
   status(): SessionStatus {
@@ -185,9 +180,96 @@ export class VideoSession {
   }
 
   /** Adds a prompt on a frame and returns the masks of the objects it created or updated there. */
-  async addPrompt(prompt: VideoPrompt): Promise<PromptResult> {
-    this.ready('addPrompt');
-    const frame = this.frameIndex(prompt?.frameIndex, 'frameIndex');
+  addPrompt(prompt: VideoPrompt): Promise<PromptResult> {
+    return this.exclusive('addPrompt', () => this.runPrompt(prompt));
+  }
+
+  /**
+   * Tracks every object through the video, yielding each frame's result as soon as it is ready.
+   * Checks and claims the session at the call (a second call throws ERR_SAM3_SESSION_BUSY at once);
+   * operations queued before it finish first.
+   */
+  propagate(options: PropagateOptions = {}): AsyncGenerator<FrameResult> {
+    this.ready('propagate');
+    const plan = this.plan(options);
+    this.propagatingFlag = true;
+    const release = () => {
+      this.propagatingFlag = false;
+      this.last = Date.now();
+    };
+    return releasedIfUnstarted(this.track(plan, options.signal, release), release);
+  }
+
+  removeObject(objId: number): Promise<void> {
+    return this.exclusive('removeObject', async () => {
+      if (!this.objectIds.includes(objId)) {
+        throw new Sam3Error(ErrorCode.UnknownObject, `object ${objId} is not tracked in this session (tracked: ${this.objectIds.join(', ') || 'none'})`);
+      }
+      const res = await callNative(() => this.tracker.removeObject(this.handle, objId));
+      this.objectIds.splice(this.objectIds.indexOf(objId), 1);
+      this.promptFrames.delete(objId);
+      this.removed.add(objId);
+      this.memory = res.memoryBytes;
+      this.last = Date.now();
+    });
+  }
+
+  reset(): Promise<void> {
+    return this.exclusive('reset', async () => {
+      this.memory = await callNative(() => this.tracker.reset(this.handle));
+      this.objectIds.length = 0;
+      this.promptFrames.clear();
+      this.removed.clear();
+      this.tracked.clear();
+      this.promptCount = 0;
+      this.nextId = 1;
+      this.last = Date.now();
+    });
+  }
+
+  /** Refuses new calls, stops a propagation at its next frame, lets queued operations finish, then frees everything. */
+  async dispose(): Promise<void> {
+    if (this.closingFlag) return;
+    this.closingFlag = true;
+    await this.chain.catch(() => undefined);
+    this.disposedFlag = true;
+    this.handle.dispose();
+    await this.source.close();
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  /** The busy guard: refused when closed or propagating (checked at the call and again at its turn). */
+  private ready(op: string): void {
+    if (this.closingFlag) throw new Sam3Error(ErrorCode.Disposed, `${op}: the video session has been closed`);
+    this.busyGuard(op);
+    this.last = Date.now();
+  }
+
+  private busyGuard(op: string): void {
+    if (this.propagatingFlag) {
+      throw new Sam3Error(ErrorCode.SessionBusy, `${op}: the session is propagating; wait for it to finish (or cancel it) first`);
+    }
+  }
+
+  /** Runs fn after the operations queued before it, so prompts, removals and resets never interleave. */
+  private exclusive<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      this.ready(op);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.pendingOps++;
+    const run = this.chain.then(() => {
+      this.busyGuard(op); // a propagation may have been claimed while this waited
+      return fn();
+    });
+    this.chain = run.catch(() => undefined).finally(() => this.pendingOps--);
+    return run;
+  }
+
+  private async runPrompt(prompt: VideoPrompt): Promise<PromptResult> {
+    const frame = checkFrameIndex(prompt?.frameIndex, this.info.totalFrames, 'frameIndex');
     const hasGeometry = prompt.box !== undefined || (prompt.points !== undefined && prompt.points.length > 0);
     let entries: NativePromptEntry[];
     // A text prompt's image features: their ViT output gives the tracker this frame's features
@@ -195,10 +277,11 @@ export class VideoSession {
     let detected: ImageFeatures | undefined;
     if (prompt.text !== undefined) {
       if (hasGeometry) throw invalid('a text prompt cannot be combined with a box or points in one request: send them separately');
-      if (prompt.objId !== undefined && prompt.objId !== null) throw invalid('a text prompt creates new objects: leave objId out');
-      if (typeof prompt.text !== 'string' || prompt.text.trim() === '') throw invalid('text must be a non-empty string');
+      if (prompt.objId !== undefined && prompt.objId !== null) throw invalid('a text prompt creates a new object for every detection, so it takes no obj_id (objId): leave it out, or null');
+      const text = typeof prompt.text === 'string' ? promptText(prompt.text, 'text') : undefined;
+      if (text === undefined) throw invalid('text must be a non-empty string');
       const threshold = prompt.threshold === undefined ? 0.5 : validateThreshold(prompt.threshold);
-      const found = await this.detect(frame, prompt.text, threshold);
+      const found = await this.detect(frame, text, threshold);
       entries = found.entries;
       if (entries.length === 0) {
         found.features.dispose();
@@ -217,24 +300,18 @@ export class VideoSession {
       const coords: number[] = [];
       const labels: number[] = [];
       if (prompt.box !== undefined) {
-        const [x, y, w, h] = validateBox(prompt.box, 'box');
+        const [x, y, w, h] = validateBox(prompt.box, 'box', 'frame');
         coords.push(x, y, x + w, y + h);
         labels.push(2, 3);
       }
       for (const [i, p] of (prompt.points ?? []).entries()) {
-        const pt = p?.point;
-        if (!Array.isArray(pt) || pt.length !== 2 || !pt.every((v) => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 1)) {
-          throw invalid(`points[${i}].point must be [x, y] normalised to [0, 1]`);
-        }
-        if (p.label !== 0 && p.label !== 1) throw invalid(`points[${i}].label must be 1 (object) or 0 (background)`);
-        coords.push(pt[0], pt[1]);
-        labels.push(p.label);
+        coords.push(...validatePoint(p?.point, `points[${i}].point`, 'frame'));
+        labels.push(validatePointLabel(p.label, `points[${i}].label`));
       }
       entries = [{ objId: id, points: Float64Array.from(coords), labels: Int32Array.from(labels) }];
     }
     let res: NativeStepResult;
     try {
-      this.ready('addPrompt');
       res = await this.withFrame(frame, (rgb) => this.tracker.prompt(this.handle, frame, entries, rgb, detected?.native));
     } finally {
       detected?.dispose();
@@ -259,27 +336,19 @@ export class VideoSession {
     return out;
   }
 
-  /** Tracks every object through the video, yielding each frame's result as soon as it is ready. */
-  async *propagate(options: PropagateOptions = {}): AsyncGenerator<FrameResult> {
-    this.ready('propagate');
+  /** The frame order of transformers' propagate_in_video_iterator: [frame, reverse] pairs. */
+  private plan(options: PropagateOptions): Array<[number, boolean]> {
     if (this.objectIds.length === 0) throw invalid('no objects to track: add a prompt first');
     const direction = options.direction ?? 'forward';
     if (direction !== 'forward' && direction !== 'backward' && direction !== 'both') {
       throw invalid(`direction must be forward, backward or both, got ${JSON.stringify(direction)}`);
     }
     const n = this.info.totalFrames;
-    let start: number;
-    if (options.startFrameIndex === undefined || options.startFrameIndex === null) {
-      start = Math.min(...[...this.promptFrames.values()].flatMap((s) => [...s]));
-    } else {
-      start = this.frameIndex(options.startFrameIndex, 'startFrameIndex');
-    }
-    let max = n;
-    if (options.maxFrames !== undefined && options.maxFrames !== null) {
-      if (!Number.isInteger(options.maxFrames) || options.maxFrames < 0) throw invalid('maxFrames must be a non-negative integer or null');
-      max = options.maxFrames;
-    }
-    // The frame order of transformers' propagate_in_video_iterator.
+    const start =
+      options.startFrameIndex === undefined || options.startFrameIndex === null
+        ? Math.min(...[...this.promptFrames.values()].flatMap((s) => [...s]))
+        : checkFrameIndex(options.startFrameIndex, n, 'startFrameIndex');
+    const max = options.maxFrames === undefined || options.maxFrames === null ? n : checkCount(options.maxFrames, 'maxFrames');
     const plan: Array<[number, boolean]> = [];
     if (direction !== 'backward') {
       const end = Math.min(start + max, n - 1);
@@ -289,10 +358,14 @@ export class VideoSession {
       const end = Math.max(start - max, 0);
       for (let f = start; f >= end; f--) plan.push([f, true]);
     }
-    this.propagatingFlag = true;
+    return plan;
+  }
+
+  private async *track(plan: Array<[number, boolean]>, signal: AbortSignal | undefined, release: () => void): AsyncGenerator<FrameResult> {
     try {
+      await this.chain; // operations queued before this propagation finish first
       for (let i = 0; i < plan.length; i++) {
-        if (options.signal?.aborted || this.disposedFlag) return;
+        if (signal?.aborted || this.closingFlag) return;
         const [frame, reverse] = plan[i]!;
         const next = plan[i + 1];
         const pending = this.withFrame(frame, (rgb) => this.tracker.step(this.handle, frame, reverse, rgb));
@@ -303,61 +376,8 @@ export class VideoSession {
         yield { frameIndex: frame, objects: this.objects(res) };
       }
     } finally {
-      this.propagatingFlag = false;
-      this.last = Date.now();
+      release();
     }
-  }
-
-  async removeObject(objId: number): Promise<void> {
-    this.ready('removeObject');
-    if (!this.objectIds.includes(objId)) {
-      throw new Sam3Error(ErrorCode.UnknownObject, `object ${objId} is not tracked in this session (tracked: ${this.objectIds.join(', ') || 'none'})`);
-    }
-    const res = await callNative(() => this.tracker.removeObject(this.handle, objId));
-    this.objectIds.splice(this.objectIds.indexOf(objId), 1);
-    this.promptFrames.delete(objId);
-    this.removed.add(objId);
-    this.memory = res.memoryBytes;
-    this.last = Date.now();
-  }
-
-  async reset(): Promise<void> {
-    this.ready('reset');
-    this.memory = await callNative(() => this.tracker.reset(this.handle));
-    this.objectIds.length = 0;
-    this.promptFrames.clear();
-    this.removed.clear();
-    this.tracked.clear();
-    this.promptCount = 0;
-    this.nextId = 1;
-    this.last = Date.now();
-  }
-
-  async dispose(): Promise<void> {
-    if (this.disposedFlag) return;
-    this.disposedFlag = true;
-    this.handle.dispose();
-    await this.source.close();
-  }
-
-  // ------------------------------------------------------------------------------------------
-
-  private ready(op: string): void {
-    if (this.disposedFlag) throw new Sam3Error(ErrorCode.Disposed, `${op}: the video session has been closed`);
-    if (this.propagatingFlag && op !== 'propagate-step') {
-      throw new Sam3Error(ErrorCode.SessionBusy, `${op}: the session is propagating; wait for it to finish (or cancel it) first`);
-    }
-    this.last = Date.now();
-  }
-
-  private frameIndex(value: unknown, name: string): number {
-    const n = this.info.totalFrames;
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value >= n) {
-      throw new Sam3Error(ErrorCode.FrameRange, `${name} must be an integer frame index within [0, ${n - 1}], got ${JSON.stringify(value)}`, {
-        totalFrames: n,
-      });
-    }
-    return value;
   }
 
   private objectIdFor(objId: number | null | undefined): number {
@@ -365,7 +385,7 @@ export class VideoSession {
       while (this.objectIds.includes(this.nextId) || this.removed.has(this.nextId)) this.nextId++;
       return this.nextId++;
     }
-    if (!Number.isInteger(objId) || objId < 0 || objId > 2 ** 31 - 1) throw invalid(`objId must be a non-negative integer, got ${JSON.stringify(objId)}`);
+    checkCount(objId, 'objId');
     if (this.removed.has(objId)) {
       throw new Sam3Error(ErrorCode.UnknownObject, `object ${objId} was removed from this session: prompt without objId to track a new object`);
     }
@@ -374,9 +394,9 @@ export class VideoSession {
 
   private async detect(frame: number, text: string, threshold: number): Promise<{ entries: NativePromptEntry[]; features: ImageFeatures }> {
     const rgb = await this.source.frame(frame);
-    const [features] = await this.model.encodeImages([{ rgb: rgb.rgb, width: rgb.width, height: rgb.height }], { keepBackbone: true });
+    const [features] = await this.detector.encodeImages([{ rgb: rgb.rgb, width: rgb.width, height: rgb.height }], { keepBackbone: true });
     try {
-      const seg = await this.model.segment(features!, { text }, { threshold });
+      const seg = await this.detector.segment(features!, { text }, { threshold });
       const entries = seg.masks.map((m) => ({ objId: this.objectIdFor(undefined), mask: decodeRle(m.counts, m.size[0], m.size[1]) }));
       return { entries, features: features! };
     } catch (err) {
@@ -411,4 +431,34 @@ export class VideoSession {
     }
     return out;
   }
+}
+
+/**
+ * A generator that has not started does not run its finally block on return(): this wrapper makes
+ * return() / throw() before the first next() call `release` itself, so an abandoned, never-iterated
+ * propagation does not leave the session busy.
+ */
+function releasedIfUnstarted<T>(inner: AsyncGenerator<T>, release: () => void): AsyncGenerator<T> {
+  let started = false;
+  const first = () => {
+    if (started) return false;
+    started = true;
+    return true;
+  };
+  const gen: AsyncGenerator<T> = {
+    next: (...args: [] | [unknown]) => {
+      started = true;
+      return inner.next(...args);
+    },
+    return: (value) => {
+      if (first()) release();
+      return inner.return(value);
+    },
+    throw: (err) => {
+      if (first()) release();
+      return inner.throw(err);
+    },
+    [Symbol.asyncIterator]: () => gen,
+  } as AsyncGenerator<T>;
+  return gen;
 }
