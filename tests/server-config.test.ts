@@ -10,8 +10,8 @@ import { after, describe, it } from 'node:test';
 
 import { pino } from 'pino';
 
-import { CheckpointError, classifyCheckpoint, resolveBundle } from '../src/server/bundle-source.js';
-import { CONFIG_KEYS, ConfigError, loadConfig } from '../src/server/config.js';
+import { CheckpointError, classifyCheckpoint, resolveBundle } from '../src/server/core/model-source.js';
+import { CONFIG_KEYS, ConfigError, loadConfig } from '../src/server/core/config.js';
 import { fixture, pngImage, root, tempDir } from './helpers.js';
 import { type TestServer, b64, postJson, startServer } from './server-helpers.js';
 

@@ -7,8 +7,8 @@ import { Writable } from 'node:stream';
 
 import { pino } from 'pino';
 
-import { type Sam3App, createApp } from '../src/server/app.js';
-import { loadConfig } from '../src/server/config.js';
+import { type Sam3App, createApp } from '../src/server/core/app.js';
+import { loadConfig } from '../src/server/core/config.js';
 import { fixture } from './helpers.js';
 
 export interface LogLine {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import type { ImageFeatures, RgbImage } from '../src/index.js';
-import { type BatchReport, EncodeBatcher } from '../src/server/scheduler.js';
+import { type BatchReport, EncodeBatcher } from '../src/server/devices/encode-batcher.js';
 
 function image(tag: number): RgbImage {
   return { rgb: new Uint8Array([tag, 0, 0]), width: 1, height: 1 };

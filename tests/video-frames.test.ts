@@ -19,7 +19,7 @@ import sharp from 'sharp';
 import { ErrorCode, Sam3Error } from '../src/errors.js';
 import { toolEnv, toolPath } from '../src/video/ffmpeg.js';
 import { decodeRuns, frameSourceStats, openVideo } from '../src/video/frames.js';
-import { resolveMediaPath, resolveVideoId, storeUpload } from '../src/video/media.js';
+import { resolveMediaPath, resolveVideoId, storeUpload } from '../src/server/video/media.js';
 
 const exec = promisify(execFile);
 const W = 64;
@@ -486,7 +486,7 @@ describe('media paths', () => {
   });
 
   it('HTTP statuses of the codes', async () => {
-    const { toApiError } = await import('../src/server/api-error.js');
+    const { toApiError } = await import('../src/server/core/errors.js');
     const ctx = { maxBodyBytes: 1, shuttingDown: false, retryAfterSeconds: 1 };
     const status = (code: ErrorCode) => toApiError(new Sam3Error(code, 'x'), ctx).status;
     assert.equal(status(ErrorCode.ForbiddenPath), 403);

@@ -5,8 +5,8 @@
  */
 import { pino } from 'pino';
 
-import { createApp } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { createApp } from './core/app.js';
+import { ConfigError, loadConfig } from './core/config.js';
 
 async function main(): Promise<void> {
   let config;

@@ -8,7 +8,7 @@ import { bodyParser } from '@koa/bodyparser';
 import multer from '@koa/multer';
 import type { Context } from 'koa';
 
-import { ApiCode, ApiError, validationError } from './api-error.js';
+import { ApiCode, ApiError, validationError } from './errors.js';
 
 export interface ParsedBody {
   fields: unknown;

@@ -1,13 +1,16 @@
-/** Types shared by the app and its routes. */
+/** Types shared by the app and its slices (image, video, operations). */
+import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
+import type { IncomingMessage } from 'node:http';
+
+import type Router from '@koa/router';
+import type { SocketMiddleware } from 'koa-websocket';
 import type { ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
 
+import type { ModelPool } from '../devices/workers.js';
 import type { BodyReader } from './body.js';
 import type { ServerConfig } from './config.js';
-import type { ModelPool } from './engines.js';
-import type { InferenceService } from './inference.js';
 import type { Metrics } from './metrics.js';
-import type { Schemas } from './schemas.js';
 
 export interface AppState {
   requestId: string;
@@ -16,22 +19,50 @@ export interface AppState {
 
 export type AppContext = ParameterizedContext<AppState>;
 
+export type AppRouter = Router<AppState, AppContext>;
+
 export type Phase = 'loading' | 'ready' | 'failed' | 'shutting_down' | 'closed';
 
-/** What routes need from the app; service() and pool() throw a 503 until the model is loaded. */
+export interface ErrorContext {
+  maxBodyBytes: number;
+  shuttingDown: boolean;
+  retryAfterSeconds: number;
+}
+
+/** What slices need from the app; pool() throws a 503 until the model is loaded. */
 export interface AppDeps {
   config: ServerConfig;
-  schemas: Schemas;
   body: BodyReader;
   metrics: Metrics;
+  logger: Logger;
   startedAt: number;
   phase(): Phase;
   loadError(): Error | undefined;
-  bundleDir(): string | undefined;
-  service(): InferenceService;
   pool(): ModelPool;
-  errorContext(): { maxBodyBytes: number; shuttingDown: boolean; retryAfterSeconds: number };
+  errorContext(): ErrorContext;
   openapi(): Record<string, unknown>;
   /** Open video sessions (for /health). */
   activeSessions(): number;
+}
+
+/**
+ * One part of the API (image, video, operations): its routes and its OpenAPI paths, and what it
+ * needs at shutdown. createApp mounts every slice the same way; a new modality is a new slice.
+ */
+export interface Slice {
+  routers: AppRouter[];
+  openapi(registry: OpenAPIRegistry): void;
+  /** WebSocket endpoints of the slice (upgrades on the same port). */
+  websocket?: {
+    /** Whether an upgrade request's path is this slice's. */
+    matches(pathname: string): boolean;
+    /** ws's verifyClient for this slice's paths (may refuse, e.g. while shutting down). */
+    verifyClient(info: { req: IncomingMessage }, cb: (ok: boolean, code?: number, message?: string) => void): void;
+    middleware: SocketMiddleware;
+    maxPayload: number;
+  };
+  /** Stops work that would keep the server open (streams); called first at shutdown. */
+  drain?(): Promise<void>;
+  /** Frees what the slice holds on the devices; called after in-flight requests finished, before the models are freed. */
+  close?(): Promise<void>;
 }

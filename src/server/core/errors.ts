@@ -1,9 +1,13 @@
 /**
- * HTTP errors. Every error response has the body {error: {code, message, details, request_id}}:
- * a stable snake_case code, a sentence saying what to change, structured details. Errors a client
- * causes are 4xx; errors we cause are 5xx, logged with the same request id the body carries.
+ * HTTP errors, decided here and nowhere else. Services (the library, the device pool, the session
+ * manager) throw coded Sam3Errors; the table below gives each code its HTTP status and API code.
+ * ApiError is for what only the HTTP edge knows (bodies, content types, routes).
+ *
+ * Every error response has the body {error: {code, message, details, request_id}}: a stable
+ * snake_case code, a sentence saying what to change, structured details. Errors a client causes
+ * are 4xx; errors we cause are 5xx, logged with the same request id the body carries.
  */
-import { ErrorCode, Sam3Error } from '../index.js';
+import { ErrorCode, Sam3Error } from '../../index.js';
 
 export const ApiCode = {
   ValidationError: 'validation_error',
@@ -114,38 +118,68 @@ export function toApiError(err: unknown, context: { maxBodyBytes: number; shutti
   return new ApiError(500, ApiCode.InternalError, 'internal server error; the server log has the details under this request id');
 }
 
+interface Mapping {
+  status: number;
+  code: ApiCode;
+  /** Send Retry-After (the error's own seconds, else RETRY_AFTER_SECONDS). */
+  retry?: true;
+  /** The message the client sees, when it is not the error's own. */
+  message?: (err: Sam3Error) => string;
+}
+
+const INTERNAL: Mapping = { status: 500, code: ApiCode.InternalError, message: () => 'internal server error; the server log has the details under this request id' };
+
+/** Every library and service error code, with its HTTP status: 4xx exactly for USER_ERROR_CODES. */
+export const ERROR_STATUS: Readonly<Record<ErrorCode, Mapping>> = {
+  [ErrorCode.InvalidArgument]: { status: 400, code: ApiCode.ValidationError },
+  [ErrorCode.InvalidImage]: { status: 400, code: ApiCode.InvalidImage, message: (e) => `${e.message}; send a PNG, JPEG, WebP, GIF, TIFF or AVIF image` },
+  [ErrorCode.ImageTooLarge]: { status: 413, code: ApiCode.ImageTooLarge },
+  [ErrorCode.BadVideo]: { status: 400, code: ApiCode.InvalidVideo },
+  [ErrorCode.VideoDecode]: { status: 422, code: ApiCode.VideoDecodeFailed },
+  [ErrorCode.FrameRange]: { status: 400, code: ApiCode.FrameOutOfRange },
+  [ErrorCode.ForbiddenPath]: { status: 403, code: ApiCode.ForbiddenPath },
+  [ErrorCode.MediaNotFound]: { status: 404, code: ApiCode.MediaNotFound },
+  [ErrorCode.NoVideoModel]: { status: 501, code: ApiCode.VideoUnsupported },
+  [ErrorCode.SessionBusy]: { status: 409, code: ApiCode.SessionBusy },
+  [ErrorCode.UnknownObject]: { status: 404, code: ApiCode.UnknownObject },
+  [ErrorCode.NoObjects]: { status: 409, code: ApiCode.NoObjects },
+  [ErrorCode.UnknownImageId]: { status: 404, code: ApiCode.UnknownImageId },
+  [ErrorCode.FeatureCacheDisabled]: { status: 409, code: ApiCode.FeatureCacheDisabled },
+  [ErrorCode.SessionNotFound]: { status: 404, code: ApiCode.SessionNotFound },
+  [ErrorCode.SessionExists]: { status: 409, code: ApiCode.SessionExists },
+  [ErrorCode.SessionClosed]: { status: 409, code: ApiCode.SessionClosed },
+  [ErrorCode.TooManySessions]: { status: 429, code: ApiCode.TooManySessions, retry: true },
+  [ErrorCode.QueueFull]: { status: 503, code: ApiCode.QueueFull, retry: true },
+  [ErrorCode.ModelLoading]: { status: 503, code: ApiCode.ModelLoading, retry: true },
+  [ErrorCode.ModelUnavailable]: { status: 503, code: ApiCode.ModelUnavailable },
+  [ErrorCode.ShuttingDown]: { status: 503, code: ApiCode.ShuttingDown, retry: true },
+  [ErrorCode.OutOfMemory]: { status: 503, code: ApiCode.OutOfMemory, retry: true, message: () => 'the device ran out of memory for this request; retry later or send fewer prompts or images' },
+  [ErrorCode.Disposed]: INTERNAL,
+  [ErrorCode.EngineClosed]: INTERNAL,
+  [ErrorCode.Bundle]: INTERNAL,
+  [ErrorCode.ModelLoad]: INTERNAL,
+  [ErrorCode.Inference]: INTERNAL,
+  [ErrorCode.DeviceMismatch]: INTERNAL,
+  [ErrorCode.Addon]: INTERNAL,
+  [ErrorCode.Ffmpeg]: INTERNAL,
+};
+
+/** The shutting-down answer; also what a native resource closed under a request during shutdown becomes. */
+export const SHUTTING_DOWN_MESSAGE = 'the server is shutting down; retry on another instance';
+
 function fromSam3Error(err: Sam3Error, context: { shuttingDown: boolean; retryAfterSeconds: number }): ApiError {
-  const retry = { 'Retry-After': String(context.retryAfterSeconds) };
-  switch (err.code) {
-    case ErrorCode.InvalidArgument:
-      return new ApiError(400, ApiCode.ValidationError, err.message, err.details ?? {});
-    case ErrorCode.InvalidImage:
-      return new ApiError(400, ApiCode.InvalidImage, `${err.message}; send a PNG, JPEG, WebP, GIF, TIFF or AVIF image`, err.details ?? {});
-    case ErrorCode.ImageTooLarge:
-      return new ApiError(413, ApiCode.ImageTooLarge, err.message, err.details ?? {});
-    case ErrorCode.BadVideo:
-      return new ApiError(400, ApiCode.InvalidVideo, err.message, err.details ?? {});
-    case ErrorCode.VideoDecode:
-      return new ApiError(422, ApiCode.VideoDecodeFailed, err.message, err.details ?? {});
-    case ErrorCode.FrameRange:
-      return new ApiError(400, ApiCode.FrameOutOfRange, err.message, err.details ?? {});
-    case ErrorCode.ForbiddenPath:
-      return new ApiError(403, ApiCode.ForbiddenPath, err.message, err.details ?? {});
-    case ErrorCode.MediaNotFound:
-      return new ApiError(404, ApiCode.MediaNotFound, err.message, err.details ?? {});
-    case ErrorCode.SessionBusy:
-      return new ApiError(409, ApiCode.SessionBusy, err.message, err.details ?? {});
-    case ErrorCode.UnknownObject:
-      return new ApiError(404, ApiCode.UnknownObject, err.message, err.details ?? {});
-    case ErrorCode.OutOfMemory:
-      return new ApiError(503, ApiCode.OutOfMemory, 'the device ran out of memory for this request; retry later or send fewer prompts or images', {}, retry);
-    case ErrorCode.Disposed:
-    case ErrorCode.EngineClosed:
-      if (context.shuttingDown) return new ApiError(503, ApiCode.ShuttingDown, 'the server is shutting down; retry on another instance', {}, retry);
-      return new ApiError(500, ApiCode.InternalError, 'internal server error; the server log has the details under this request id');
-    default:
-      return new ApiError(500, ApiCode.InternalError, 'internal server error; the server log has the details under this request id');
+  if (context.shuttingDown && (err.code === ErrorCode.Disposed || err.code === ErrorCode.EngineClosed)) {
+    return new ApiError(503, ApiCode.ShuttingDown, SHUTTING_DOWN_MESSAGE, {}, { 'Retry-After': String(context.retryAfterSeconds) });
   }
+  const m = ERROR_STATUS[err.code] ?? INTERNAL;
+  const headers: Record<string, string> = m.retry ? { 'Retry-After': String(err.retryAfterSeconds ?? context.retryAfterSeconds) } : {};
+  const details = m.status >= 500 && m.status !== 503 ? {} : (err.details ?? {});
+  return new ApiError(m.status, m.code, m.message ? m.message(err) : err.message, details, headers);
+}
+
+/** Refusal of new work while the service shuts down. */
+export function shuttingDown(): Sam3Error {
+  return new Sam3Error(ErrorCode.ShuttingDown, SHUTTING_DOWN_MESSAGE);
 }
 
 export function errorBody(err: ApiError, requestId: string): ErrorBody {

@@ -4,7 +4,7 @@
  */
 import type { z } from 'zod';
 
-import { validationError } from './api-error.js';
+import { validationError } from './errors.js';
 
 /** prompts.0.box -> prompts[0].box */
 export function fieldPath(path: readonly PropertyKey[], prefix = ''): string {

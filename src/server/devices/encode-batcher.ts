@@ -9,7 +9,7 @@
  * before it even decodes its image, so the number of decoded images held in memory is bounded by
  * MAX_QUEUE_SIZE per device, whatever the load.
  */
-import type { ImageFeatures, RgbImage } from '../index.js';
+import type { ImageFeatures, RgbImage } from '../../index.js';
 
 export interface BatchReport {
   size: number;

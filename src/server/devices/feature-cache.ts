@@ -4,7 +4,7 @@
  * TTL. Built on the library's HandleCache, whose leases keep features alive while a request uses
  * them even if they are evicted meanwhile.
  */
-import { type CacheStats, HandleCache, type ImageFeatures, type Lease } from '../index.js';
+import { type CacheStats, HandleCache, type ImageFeatures, type Lease } from '../../index.js';
 
 export interface FeatureCacheOptions {
   maxEntries: number;

@@ -6,14 +6,11 @@
  */
 import type { Logger } from 'pino';
 
-import { type ImageFeatures, type RgbImage, Sam3Model, createEngine, runtimeInfo } from '../index.js';
-import { ApiCode, ApiError } from './api-error.js';
-import type { ServerConfig } from './config.js';
-import { threadsPerEngine } from './config.js';
+import { type Engine, ErrorCode, type ImageFeatures, type RgbImage, Sam3Error, Sam3Model, createEngine, runtimeInfo } from '../../index.js';
+import type { ServerConfig } from '../core/config.js';
+import { threadsPerEngine } from '../core/config.js';
 import { FeatureCache } from './feature-cache.js';
-import { type BatchReport, EncodeBatcher } from './scheduler.js';
-
-type NativeEngine = ReturnType<typeof createEngine>;
+import { type BatchReport, EncodeBatcher } from './encode-batcher.js';
 
 export interface WorkerHooks {
   onBatch?: (device: string, report: BatchReport) => void;
@@ -41,7 +38,7 @@ export class Worker {
   constructor(
     readonly index: number,
     readonly device: string,
-    readonly engine: NativeEngine,
+    readonly engine: Engine,
     readonly model: Sam3Model,
     private readonly config: ServerConfig,
     hooks: WorkerHooks,
@@ -198,13 +195,12 @@ export class ModelPool {
   }
 }
 
-export function queueFull(retryAfterSeconds: number, n = 1): ApiError {
-  return new ApiError(
-    503,
-    ApiCode.QueueFull,
+export function queueFull(retryAfterSeconds: number, n = 1): Sam3Error {
+  return new Sam3Error(
+    ErrorCode.QueueFull,
     `the server is at capacity (every device's queue of MAX_QUEUE_SIZE image jobs is full${n > 1 ? ` for ${n} more images` : ''}); retry after ${retryAfterSeconds} s`,
     { retry_after_seconds: retryAfterSeconds },
-    { 'Retry-After': String(retryAfterSeconds) },
+    { retryAfterSeconds },
   );
 }
 

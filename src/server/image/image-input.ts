@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 
-import { ApiCode, ApiError, validationError } from './api-error.js';
+import { ApiCode, ApiError, validationError } from '../core/errors.js';
 
 export type ImageRef = { kind: 'bytes'; bytes: Buffer; imageId: string } | { kind: 'id'; imageId: string };
 

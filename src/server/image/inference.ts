@@ -5,12 +5,11 @@
  */
 import type { Logger } from 'pino';
 
-import { type ImageFeatures, type Lease, type Prompt, type Segmentation, decodeImage } from '../index.js';
-import { ApiCode, ApiError } from './api-error.js';
-import type { ServerConfig } from './config.js';
-import { type ModelPool, type Ticket, type Worker, queueFull } from './engines.js';
+import { ErrorCode, type ImageFeatures, type Lease, type Prompt, Sam3Error, type Segmentation, decodeImage } from '../../index.js';
+import type { ServerConfig } from '../core/config.js';
+import { type ModelPool, type Ticket, type Worker, queueFull } from '../devices/workers.js';
 import type { ImageRef } from './image-input.js';
-import type { Metrics } from './metrics.js';
+import type { DeviceMetrics } from '../devices/metrics.js';
 
 /** Image features held by one request: release() unpins them and frees the queue slot. */
 export interface HeldFeatures {
@@ -29,7 +28,7 @@ export class InferenceService {
   constructor(
     private readonly pool: ModelPool,
     private readonly config: ServerConfig,
-    private readonly metrics: Metrics,
+    private readonly metrics: DeviceMetrics,
   ) {}
 
   get cacheEnabled(): boolean {
@@ -61,14 +60,13 @@ export class InferenceService {
 
   private fromCache(imageId: string): HeldFeatures {
     if (!this.cacheEnabled) {
-      throw new ApiError(409, ApiCode.FeatureCacheDisabled, 'image_id needs the feature cache, and this server runs with ENABLE_FEATURE_CACHE=false; send the image itself', { image_id: imageId });
+      throw new Sam3Error(ErrorCode.FeatureCacheDisabled, 'image_id needs the feature cache, and this server runs with ENABLE_FEATURE_CACHE=false; send the image itself', { image_id: imageId });
     }
     const held = this.tryCache(imageId);
     if (held) return held;
     const ttl = this.config.featureCache.ttlMs / 1000;
-    throw new ApiError(
-      404,
-      ApiCode.UnknownImageId,
+    throw new Sam3Error(
+      ErrorCode.UnknownImageId,
       `image_id ${imageId} is not in the feature cache (never embedded here, expired after FEATURE_CACHE_TTL_SECONDS = ${ttl}, or evicted when the cache was full); send the image again, or embed it with POST /api/v1/image/embed`,
       { image_id: imageId },
     );

@@ -1,17 +1,17 @@
 /**
  * Image endpoints: segment, cached-features, embed, batch. Each validates its body with the zod
- * schema of schemas.ts, resolves the image (bytes or image_id), and runs every prompt of an image
+ * schema of image/schemas.ts, resolves the image (bytes or image_id), and runs every prompt of an image
  * on one encoding of the image (HEAD_BATCH_SIZE prompts per head pass).
  */
 import Router from '@koa/router';
 
-import { type BoxPrompt, MAX_BOXES_PER_PROMPT, type Prompt, type Segmentation } from '../../index.js';
-import { ApiCode, ApiError, toApiError, validationError } from '../api-error.js';
-import type { AppContext, AppDeps, AppState } from '../context.js';
-import { type ImageRef, imageRef } from '../image-input.js';
-import type { HeldFeatures, InferenceService } from '../inference.js';
-import type { PromptInput } from '../schemas.js';
-import { parseOrThrow } from '../validate.js';
+import { type BoxPrompt, ErrorCode, MAX_BOXES_PER_PROMPT, type Prompt, Sam3Error, type Segmentation } from '../../index.js';
+import type { AppContext, AppDeps, AppRouter, AppState } from '../core/context.js';
+import { ApiError, toApiError, validationError } from '../core/errors.js';
+import { type ImageRef, imageRef } from './image-input.js';
+import type { HeldFeatures, InferenceService } from './inference.js';
+import type { ImageSchemas, PromptInput } from './schemas.js';
+import { parseOrThrow } from '../core/validate.js';
 
 interface Queries {
   queries: Prompt[];
@@ -73,8 +73,8 @@ async function withFeatures<T>(service: InferenceService, ref: ImageRef, ctx: Ap
   }
 }
 
-export function imageRoutes(deps: AppDeps): Router<AppState, AppContext> {
-  const { config, schemas, body } = deps;
+export function imageRoutes(deps: AppDeps, schemas: ImageSchemas, serviceOf: () => InferenceService): AppRouter {
+  const { config, body } = deps;
   const router = new Router<AppState, AppContext>({ prefix: '/api/v1/image' });
 
   router.post('/segment', async (ctx) => {
@@ -83,7 +83,7 @@ export function imageRoutes(deps: AppDeps): Router<AppState, AppContext> {
     const ref = imageRef(file ?? req.image, req.image_id);
     const { queries, owners } = buildQueries(req.prompts);
     const threshold = req.confidence_threshold ?? config.confidenceThreshold;
-    const service = deps.service();
+    const service = serviceOf();
     const start = performance.now();
     ctx.body = await withFeatures(service, ref, ctx, async (held) => {
       const results = await service.segment(held, queries, threshold);
@@ -96,7 +96,7 @@ export function imageRoutes(deps: AppDeps): Router<AppState, AppContext> {
     const req = parseOrThrow(schemas.CachedFeaturesRequest, fields);
     const ref = imageRef(file ?? req.image, req.image_id);
     const threshold = req.confidence_threshold ?? config.confidenceThreshold;
-    const service = deps.service();
+    const service = serviceOf();
     const start = performance.now();
     ctx.body = await withFeatures(service, ref, ctx, async (held) => {
       const results = await service.segment(
@@ -119,9 +119,9 @@ export function imageRoutes(deps: AppDeps): Router<AppState, AppContext> {
     const { fields, file } = await body.read(ctx, {});
     const req = parseOrThrow(schemas.EmbedRequest.partial(), fields);
     const ref = imageRef(file ?? req.image, undefined);
-    const service = deps.service();
+    const service = serviceOf();
     if (!service.cacheEnabled) {
-      throw new ApiError(409, ApiCode.FeatureCacheDisabled, 'embedding needs the feature cache, and this server runs with ENABLE_FEATURE_CACHE=false; use /api/v1/image/segment with the image instead');
+      throw new Sam3Error(ErrorCode.FeatureCacheDisabled, 'embedding needs the feature cache, and this server runs with ENABLE_FEATURE_CACHE=false; use /api/v1/image/segment with the image instead');
     }
     const start = performance.now();
     ctx.body = await withFeatures(service, ref, ctx, async (held) => {
@@ -143,7 +143,7 @@ export function imageRoutes(deps: AppDeps): Router<AppState, AppContext> {
         threshold: item.confidence_threshold ?? req.confidence_threshold ?? config.confidenceThreshold,
       };
     });
-    const service = deps.service();
+    const service = serviceOf();
     const start = performance.now();
     // All images are submitted at once so new ones share batched encoder passes.
     const acquired = await Promise.allSettled(items.map((item) => service.acquire(item.ref, ctx.state.log)));

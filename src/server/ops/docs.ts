@@ -8,8 +8,8 @@ import { createRequire } from 'node:module';
 
 import Router from '@koa/router';
 
-import { ApiCode, ApiError } from '../api-error.js';
-import type { AppContext, AppDeps, AppState } from '../context.js';
+import { ApiCode, ApiError } from '../core/errors.js';
+import type { AppContext, AppDeps, AppState } from '../core/context.js';
 
 const require = createRequire(import.meta.url);
 const uiDir = (require('swagger-ui-dist') as { getAbsoluteFSPath(): string }).getAbsoluteFSPath();

@@ -2,8 +2,7 @@
 import Router from '@koa/router';
 
 import { type CacheStats, runtimeInfo } from '../../index.js';
-import { ApiCode, ApiError } from '../api-error.js';
-import type { AppContext, AppDeps, AppState } from '../context.js';
+import type { AppContext, AppDeps, AppRouter, AppState } from '../core/context.js';
 
 function gpus(): { gpu_available: boolean; gpu_count: number } {
   try {
@@ -20,8 +19,8 @@ function sumStats(list: CacheStats[]): CacheStats {
   return total;
 }
 
-export function healthRoutes(deps: AppDeps): Router<AppState, AppContext> {
-  const router = new Router<AppState, AppContext>();
+export function healthRoutes(deps: AppDeps): AppRouter {
+  const router: AppRouter = new Router<AppState, AppContext>();
   const { config } = deps;
 
   router.get('/health', (ctx) => {
@@ -114,11 +113,4 @@ export function healthRoutes(deps: AppDeps): Router<AppState, AppContext> {
   });
 
   return router;
-}
-
-export function notReady(phase: string, retryAfterSeconds: number): ApiError {
-  const retry = { 'Retry-After': String(retryAfterSeconds) };
-  if (phase === 'loading') return new ApiError(503, ApiCode.ModelLoading, 'the model is still loading; retry shortly (GET /health says when it is ready)', {}, retry);
-  if (phase === 'failed') return new ApiError(503, ApiCode.ModelUnavailable, 'the model failed to load; see GET /health and the server log', {});
-  return new ApiError(503, ApiCode.ShuttingDown, 'the server is shutting down; retry on another instance', {}, retry);
 }

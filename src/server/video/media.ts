@@ -8,7 +8,7 @@ import { constants } from 'node:fs';
 import { copyFile, mkdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import { ErrorCode, Sam3Error } from '../errors.js';
+import { ErrorCode, Sam3Error } from '../../index.js';
 
 /** File name extensions accepted for uploads (lower case). */
 export const UPLOAD_EXTENSIONS: readonly string[] = ['.mp4', '.webm', '.mov', '.mkv', '.avi'];

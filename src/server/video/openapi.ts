@@ -1,13 +1,11 @@
 /** The video API's paths in the OpenAPI document (openapi.ts calls this with its registry). */
-import type { OpenAPIRegistry, ResponseConfig } from '@asteasolutions/zod-to-openapi';
+import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
 
-import { ErrorResponseSchema } from '../schemas.js';
+import { errorResponses, json } from '../core/openapi.js';
 import type { VideoSchemas } from './schemas.js';
 
-const json = (schema: z.ZodType) => ({ 'application/json': { schema } });
-
-const TEXT: Record<number, string> = {
+const errors = errorResponses({
   400: 'Invalid input (bad JSON, unknown fields, prompt rules, a frame index out of range, a corrupt video); the message says what to change',
   403: 'video_path lies outside MEDIA_ROOT',
   404: 'Unknown session (never opened, closed or expired), video_path / video_id or object',
@@ -17,14 +15,9 @@ const TEXT: Record<number, string> = {
   422: 'The video could not be decoded',
   426: 'A WebSocket endpoint asked for without the WebSocket upgrade',
   429: 'MAX_SESSIONS sessions are open (see Retry-After)',
-  500: 'A server fault; the body carries the request id that the log has',
   501: 'The loaded model bundle has no video tracker',
   503: 'Model loading or shutting down (see Retry-After)',
-};
-
-function errors(...statuses: number[]): Record<number, ResponseConfig> {
-  return Object.fromEntries(statuses.map((s) => [s, { description: TEXT[s] ?? 'Error', content: json(ErrorResponseSchema) }]));
-}
+});
 
 const sessionParam = z.object({ session_id: z.string().meta({ param: { name: 'session_id', in: 'path' }, example: 'my-session-1' }) });
 

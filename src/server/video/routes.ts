@@ -11,13 +11,12 @@ import path from 'node:path';
 import Router from '@koa/router';
 import multer from '@koa/multer';
 
-import { openVideo, type VideoInfo } from '../../video/frames.js';
-import { resolveMediaPath, resolveVideoId, storeUpload } from '../../video/media.js';
-import type { FrameResult, PromptResult, VideoPrompt } from '../../video/session.js';
-import { ApiCode, ApiError, validationError } from '../api-error.js';
-import type { AppContext, AppDeps, AppState } from '../context.js';
-import { parseOrThrow } from '../validate.js';
-import type { PromptRequest } from './schemas.js';
+import { checkFrameIndex, ErrorCode, type FrameResult, MAX_POINTS_PER_PROMPT, openVideo, type PromptResult, Sam3Error, type VideoInfo, type VideoPrompt } from '../../index.js';
+import { resolveMediaPath, resolveVideoId, storeUpload } from './media.js';
+import type { AppContext, AppDeps, AppRouter, AppState } from '../core/context.js';
+import { ApiCode, ApiError, validationError } from '../core/errors.js';
+import { parseOrThrow } from '../core/validate.js';
+import type { PromptRequest, VideoSchemas } from './schemas.js';
 import { type ManagedSession, type SessionManager } from './sessions.js';
 
 export function videoInfo(info: VideoInfo) {
@@ -36,39 +35,28 @@ export function frameBody(frame: FrameResult) {
 const iso = (ms: number) => new Date(ms).toISOString();
 const elapsed = (start: number) => Math.round((performance.now() - start) * 10) / 10;
 
-/** The request's prompts as one library prompt, or a 400 saying which rule they break. */
-export function toVideoPrompt(req: PromptRequest, totalFrames: number, defaultThreshold: number): VideoPrompt {
-  checkFrame(req.frame_index, totalFrames, 'frame_index');
+/**
+ * The request's list of prompts as the library's one prompt. The rules of what combines with what
+ * (text vs box/points, obj_id) are the library's (VideoSession.addPrompt); here only what the list
+ * form adds: one text, one box, no negative box.
+ */
+export function toVideoPrompt(req: PromptRequest, defaultThreshold: number): VideoPrompt {
   const texts = req.prompts.filter((p) => p.type === 'text');
   const boxes = req.prompts.filter((p) => p.type === 'box');
   const points = req.prompts.filter((p) => p.type === 'point');
-  const objId = req.obj_id ?? undefined;
-  if (texts.length > 0) {
-    if (boxes.length + points.length > 0) {
-      throw validationError('prompts: a text prompt cannot be combined with box or point prompts in one request; send the text prompt (it creates new objects) and the box/point prompts (they refine one object) separately');
-    }
-    if (texts.length > 1) throw validationError(`prompts: ${texts.length} text prompts; send one text prompt per request`);
-    if (objId !== undefined) throw validationError('obj_id: a text prompt creates a new object for every detection, so it takes no obj_id; leave obj_id out (or null)');
-    return { frameIndex: req.frame_index, text: texts[0]!.text, threshold: req.threshold ?? defaultThreshold };
-  }
+  if (texts.length > 1) throw validationError(`prompts: ${texts.length} text prompts; send one text prompt per request`);
   if (boxes.length > 1) throw validationError(`prompts: ${boxes.length} box prompts; one object prompt takes at most one box (and any number of points)`);
   if (boxes[0] && !boxes[0].label) throw validationError('prompts: a negative box (label false) is not supported on video; mark what to exclude with point prompts of label 0');
-  if (points.length > 64) throw validationError(`prompts: ${points.length} point prompts; the limit is 64 per object prompt`);
+  if (points.length > MAX_POINTS_PER_PROMPT) throw validationError(`prompts: ${points.length} point prompts; the limit is ${MAX_POINTS_PER_PROMPT} per object prompt`);
   const prompt: VideoPrompt = { frameIndex: req.frame_index };
-  if (objId !== undefined) prompt.objId = objId;
+  if (req.obj_id !== undefined && req.obj_id !== null) prompt.objId = req.obj_id;
+  if (texts[0]) {
+    prompt.text = texts[0].text;
+    prompt.threshold = req.threshold ?? defaultThreshold;
+  } else if (req.threshold !== undefined) prompt.threshold = req.threshold;
   if (boxes[0]) prompt.box = boxes[0].box;
   if (points.length > 0) prompt.points = points.map((p) => ({ point: p.point, label: p.label }));
-  if (req.threshold !== undefined) prompt.threshold = req.threshold;
   return prompt;
-}
-
-export function checkFrame(index: number, totalFrames: number, field: string): void {
-  if (index >= totalFrames) {
-    throw new ApiError(400, ApiCode.FrameOutOfRange, `${field} ${index} is out of range: the video has ${totalFrames} frames, indices 0 to ${totalFrames - 1}`, {
-      [field]: index,
-      total_frames: totalFrames,
-    });
-  }
 }
 
 function promptBody(r: PromptResult) {
@@ -96,10 +84,10 @@ export function statusBody(manager: SessionManager, s: ManagedSession) {
   };
 }
 
-export function videoRoutes(deps: AppDeps, manager: SessionManager): Router<AppState, AppContext> {
-  const { config, schemas, body } = deps;
+export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: SessionManager): AppRouter {
+  const { config, body } = deps;
   const { video } = config;
-  const router = new Router<AppState, AppContext>({ prefix: '/api/v1/video' });
+  const router: AppRouter = new Router<AppState, AppContext>({ prefix: '/api/v1/video' });
   const uploadDir = path.join(os.tmpdir(), 'sam3-uploads');
   const upload = multer({
     storage: multer.diskStorage({ destination: uploadDir }),
@@ -175,7 +163,8 @@ export function videoRoutes(deps: AppDeps, manager: SessionManager): Router<AppS
     const s = sessionOf(ctx);
     const { fields } = await body.read(ctx, false);
     const req = parseOrThrow(schemas.PromptRequest, fields);
-    const prompt = toVideoPrompt(req, s.info.totalFrames, config.confidenceThreshold);
+    checkFrameIndex(req.frame_index, s.info.totalFrames, 'frame_index');
+    const prompt = toVideoPrompt(req, config.confidenceThreshold);
     ctx.body = promptBody(await manager.prompt(s, prompt));
   });
 
@@ -186,7 +175,7 @@ export function videoRoutes(deps: AppDeps, manager: SessionManager): Router<AppS
     if (req.stream) {
       throw validationError(`stream: this endpoint answers once with every frame; for frames as they are tracked, open the WebSocket /api/v1/video/ws/propagate/${s.id} and send the same options`);
     }
-    if (req.start_frame_index !== undefined) checkFrame(req.start_frame_index, s.info.totalFrames, 'start_frame_index');
+    if (req.start_frame_index !== undefined) checkFrameIndex(req.start_frame_index, s.info.totalFrames, 'start_frame_index');
     requireObjects(s);
     // A client that goes away stops the tracker (the response would have nowhere to go).
     const gone = new AbortController();
@@ -271,7 +260,7 @@ export function videoRoutes(deps: AppDeps, manager: SessionManager): Router<AppS
 /** Propagation needs something to track (a text prompt that found nothing adds no object). */
 export function requireObjects(s: ManagedSession): void {
   if (s.status().objects.length === 0) {
-    throw new ApiError(409, ApiCode.NoObjects, `session '${s.id}' tracks no objects yet; add a prompt with POST /api/v1/video/session/${s.id}/prompt before propagating`, { session_id: s.id });
+    throw new Sam3Error(ErrorCode.NoObjects, `session '${s.id}' tracks no objects yet; add a prompt with POST /api/v1/video/session/${s.id}/prompt before propagating`, { session_id: s.id });
   }
 }
 

@@ -1,50 +1,25 @@
 /**
  * Request and response schemas of the video API (zod): they validate requests at the edge and
- * generate the OpenAPI document, like the image schemas in ../schemas.ts. Request objects are
+ * generate the OpenAPI document, like the image schemas in ../image/schemas.ts. Request objects are
  * strict: an unknown field is a 400 naming it.
  */
 import { z } from 'zod';
 
-import { MAX_PROMPT_CHARS } from '../../index.js';
+import { MAX_POINTS_PER_PROMPT } from '../../index.js';
+import { BoxOutSchema, FrameRleMaskSchema, boxSchema, frameIndexSchema, pointSchema, promptTextSchema, thresholdSchema } from '../core/schemas.js';
 
 /** Custom session ids: short and safe in a URL path and a log line. */
 export const SESSION_ID = /^[A-Za-z0-9_-]{1,64}$/;
-
-/** Points per object prompt (a request's points and box all go to one object). */
-export const MAX_POINTS_PER_PROMPT = 64;
-
-const EPS = 1e-6;
 
 export const SessionIdSchema = z
   .string({ error: 'session_id must be a string' })
   .regex(SESSION_ID, { message: 'session_id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -' })
   .meta({ description: 'Session id: 1 to 64 characters of A-Z, a-z, 0-9, _ and -. Default: a random UUID.', example: 'my-session-1' });
 
-const Box = z
-  .tuple([z.number(), z.number(), z.number(), z.number()], { error: 'box must be [x, y, width, height]: 4 numbers normalised to [0, 1]' })
-  .superRefine(([x, y, w, h], ctx) => {
-    if (w <= 0 || h <= 0) ctx.addIssue({ code: 'custom', message: `box has width ${w} and height ${h}; both must be > 0` });
-    else if (x < 0 || y < 0 || x + w > 1 + EPS || y + h > 1 + EPS) {
-      ctx.addIssue({ code: 'custom', message: `box [${x}, ${y}, ${w}, ${h}] is outside the frame: boxes are normalised [x, y, width, height] with x, y >= 0 and x + width, y + height <= 1` });
-    }
-  })
-  .meta({ description: '[x, y, width, height], normalised to [0, 1] by the frame width and height.', example: [0.3, 0.4, 0.2, 0.3] });
-
-const Point = z
-  .tuple([z.number(), z.number()], { error: 'point must be [x, y]: 2 numbers normalised to [0, 1]' })
-  .superRefine(([x, y], ctx) => {
-    if (x < 0 || y < 0 || x > 1 + EPS || y > 1 + EPS) ctx.addIssue({ code: 'custom', message: `point [${x}, ${y}] is outside the frame: points are normalised [x, y] within [0, 1]` });
-  })
-  .meta({ description: '[x, y], normalised to [0, 1] by the frame width and height.', example: [0.5, 0.45] });
-
 export const VideoTextPromptSchema = z
   .strictObject({
     type: z.literal('text'),
-    text: z
-      .string({ error: 'text must be a string' })
-      .trim()
-      .min(1, { message: 'text is empty; give a noun phrase such as "person" or "red car"' })
-      .max(MAX_PROMPT_CHARS, { message: `text is longer than ${MAX_PROMPT_CHARS} characters` }),
+    text: promptTextSchema(),
   })
   .meta({
     id: 'VideoTextPrompt',
@@ -55,7 +30,7 @@ export const VideoTextPromptSchema = z
 export const VideoBoxPromptSchema = z
   .strictObject({
     type: z.literal('box'),
-    box: Box,
+    box: boxSchema('frame'),
     label: z.boolean({ error: 'label must be true: a video box prompt marks the object to track' }).default(true),
   })
   .meta({ id: 'VideoBoxPrompt', description: 'A box around the object to track (at most one per request; combines with point prompts).', example: { type: 'box', box: [0.3, 0.4, 0.2, 0.3] } });
@@ -63,7 +38,7 @@ export const VideoBoxPromptSchema = z
 export const VideoPointPromptSchema = z
   .strictObject({
     type: z.literal('point'),
-    point: Point,
+    point: pointSchema('frame'),
     label: z.union([z.literal(0), z.literal(1)], { error: 'label must be 1 (a point on the object) or 0 (a point not on it)' }),
   })
   .meta({ id: 'VideoPointPrompt', description: 'A click on the object (label 1) or off it (label 0). All points of a request, and its box, refine one object.', example: { type: 'point', point: [0.5, 0.45], label: 1 } });
@@ -74,12 +49,7 @@ export const VideoPromptItemSchema = z
   })
   .meta({ id: 'VideoPromptItem' });
 
-const threshold = z
-  .number({ error: 'threshold must be a number within [0, 1]' })
-  .min(0, { message: 'threshold must be within [0, 1]' })
-  .max(1, { message: 'threshold must be within [0, 1]' });
-
-const frameIndex = (name: string) => z.number({ error: `${name} must be an integer frame index >= 0` }).int({ message: `${name} must be an integer frame index >= 0` }).min(0, { message: `${name} must be >= 0` });
+const threshold = thresholdSchema('threshold');
 
 export const VideoInfoSchema = z
   .object({
@@ -90,17 +60,8 @@ export const VideoInfoSchema = z
   })
   .meta({ id: 'VideoInfo', example: { total_frames: 300, fps: 30, resolution: { width: 1920, height: 1080 }, duration_seconds: 10 } });
 
-const RleMask = z
-  .object({
-    size: z.tuple([z.number().int(), z.number().int()]).meta({ description: '[height, width] of the frame' }),
-    counts: z.string().meta({ description: 'COCO compressed RLE string' }),
-  })
-  .meta({ id: 'VideoRleMask', description: 'A binary mask at the frame size in COCO RLE; decode with pycocotools.mask.decode.' });
-
-const boxOut = z.tuple([z.number(), z.number(), z.number(), z.number()]).meta({ description: 'Normalised [x, y, width, height]' });
-
 export const TrackedObjectSchema = z
-  .object({ id: z.number().int(), mask: RleMask, box: boxOut, score: z.number() })
+  .object({ id: z.number().int(), mask: FrameRleMaskSchema, box: BoxOutSchema, score: z.number() })
   .meta({ id: 'TrackedObject', example: { id: 1, mask: { size: [1080, 1920], counts: 'PPa03o>2N1O1N2M3L4...' }, box: [0.5, 0.5, 0.2, 0.3], score: 0.93 } });
 
 export const FrameResultSchema = z.object({ frame_index: z.number().int(), objects: z.array(TrackedObjectSchema) }).meta({ id: 'FrameResult' });
@@ -155,7 +116,7 @@ export function makeVideoSchemas(limits: VideoSchemaLimits) {
 
   const PromptRequest = z
     .strictObject({
-      frame_index: frameIndex('frame_index'),
+      frame_index: frameIndexSchema('frame_index'),
       prompts: z
         .array(VideoPromptItemSchema, { error: 'prompts must be an array of {type: "text", text}, {type: "box", box} and {type: "point", point, label} objects' })
         .min(1, { message: 'prompts is empty; give a text prompt, or a box and/or points' })
@@ -180,15 +141,15 @@ export function makeVideoSchemas(limits: VideoSchemaLimits) {
       frame_index: z.number().int(),
       obj_id: z.number().int().nullable().meta({ description: 'The object of a box/point prompt; for a text prompt, the first new object (null when nothing was found)' }),
       obj_ids: z.array(z.number().int()).meta({ description: 'Every object the prompt created or refined, in the order of masks' }),
-      masks: z.array(RleMask),
-      boxes: z.array(boxOut),
+      masks: z.array(FrameRleMaskSchema),
+      boxes: z.array(BoxOutSchema),
       scores: z.array(z.number()),
     })
     .meta({ id: 'VideoPromptResponse' });
 
   const propagateFields = {
     direction: z.enum(['forward', 'backward', 'both'], { error: "direction must be 'forward', 'backward' or 'both'" }).default('forward'),
-    start_frame_index: frameIndex('start_frame_index').optional().meta({ description: 'Frame to start from. Default: the earliest prompted frame' }),
+    start_frame_index: frameIndexSchema('start_frame_index').optional().meta({ description: 'Frame to start from. Default: the earliest prompted frame' }),
     max_frames: z
       .number({ error: 'max_frames must be an integer >= 0 or null' })
       .int({ message: 'max_frames must be an integer >= 0 or null' })

@@ -1,9 +1,10 @@
 /**
  * Video session lifecycle for the server: which sessions are open, on which engine, who is using
  * them. A session is pinned to one worker (its device) at start: the least-loaded of the devices
- * its gpu_ids allow. Per session, prompts, resets and object removals run one at a time, and at
- * most one propagation runs; an operation arriving during a propagation is refused with 409,
- * except closing, which cancels the propagation and then frees the session.
+ * its gpu_ids allow. The library's VideoSession runs a session's operations one at a time and
+ * refuses them during a propagation (ERR_SAM3_SESSION_BUSY, 409); this manager adds what only a
+ * server has: ids, limits, idle expiry, and closing, which cancels the propagation and then frees
+ * the session.
  *
  * Sessions unused for SESSION_IDLE_TIMEOUT_SECONDS are closed by a timer (a propagating session
  * is never idle), and close() frees them all at shutdown. Every close ends in dispose(), which
@@ -13,11 +14,10 @@ import { randomUUID } from 'node:crypto';
 
 import type { Logger } from 'pino';
 
-import type { FrameResult, PromptResult, PropagateOptions, SessionStatus, VideoPrompt, VideoSession } from '../../video/session.js';
-import { type FrameSource, type VideoInfo, openVideo } from '../../video/frames.js';
-import { ApiCode, ApiError } from '../api-error.js';
-import type { ServerConfig } from '../config.js';
-import type { ModelPool, Worker } from '../engines.js';
+import { ErrorCode, type FrameResult, type FrameSource, openVideo, type PromptResult, type PropagateOptions, Sam3Error, type SessionStatus, type VideoInfo, type VideoPrompt, type VideoSession } from '../../index.js';
+import { shuttingDown } from '../core/errors.js';
+import type { ServerConfig } from '../core/config.js';
+import type { ModelPool, Worker } from '../devices/workers.js';
 import type { CloseReason, PropagationOutcome, VideoMetrics } from './metrics.js';
 
 /** Share of VIDEO_FRAME_CACHE_MB for decoded frames; the rest caches the tracker's per-frame features. */
@@ -55,10 +55,8 @@ export class ManagedSession {
   lastUsed: number;
   /** Set when close() starts: the session is out of the table and refuses every operation. */
   closing = false;
+  /** The running propagation's cancel switch (the library's session holds the busy state). */
   propagation: { controller: AbortController; done: Promise<void> } | undefined;
-  /** Operations (prompt, reset, remove) queued or running. */
-  ops = 0;
-  private chain: Promise<unknown> = Promise.resolve();
 
   constructor(
     readonly id: string,
@@ -80,24 +78,11 @@ export class ManagedSession {
   }
 
   get propagating(): boolean {
-    return this.propagation !== undefined;
+    return this.session.propagating;
   }
 
   status(): SessionStatus {
     return this.session.status();
-  }
-
-  /** Runs fn after the operations queued before it (prompts and resets do not interleave). */
-  serial<T>(fn: () => Promise<T> | T): Promise<T> {
-    this.ops++;
-    const run = this.chain.then(fn);
-    this.chain = run.catch(() => undefined).finally(() => this.ops--);
-    return run;
-  }
-
-  /** Resolves when every queued operation has finished. */
-  settled(): Promise<void> {
-    return this.chain.then(() => undefined);
   }
 }
 
@@ -158,26 +143,19 @@ export class SessionManager {
     if (this.closed) throw shuttingDown();
     const pool = this.options.pool();
     const workers = this.allowedWorkers(pool, req.gpuIds);
-    if (!workers[0]!.model.supportsVideo) {
-      throw new ApiError(
-        501,
-        ApiCode.VideoUnsupported,
-        `the loaded model bundle (${pool.bundleDir}) has no video tracker; serve a bundle exported from a SAM 3 video checkpoint (sam3_video, e.g. facebook/sam3) to use the video API`,
-      );
-    }
+    workers[0]!.model.requireTracker(); // 501 before anything is opened
     const id = req.sessionId ?? randomUUID();
     if (this.sessions.has(id) || this.opening.has(id)) {
-      throw new ApiError(409, ApiCode.SessionExists, `a session with id '${id}' is already open; choose another session_id or leave it out for a random one`, { session_id: id });
+      throw new Sam3Error(ErrorCode.SessionExists, `a session with id '${id}' is already open; choose another session_id or leave it out for a random one`, { session_id: id });
     }
     const { maxSessions } = this.options.config;
     if (this.sessions.size + this.opening.size >= maxSessions) {
       const retry = this.retryAfterSeconds();
-      throw new ApiError(
-        429,
-        ApiCode.TooManySessions,
+      throw new Sam3Error(
+        ErrorCode.TooManySessions,
         `${maxSessions} video sessions are open (MAX_SESSIONS); close one with DELETE /api/v1/video/session/{session_id} or retry after ${retry} s, when an idle one may have expired`,
         { max_sessions: maxSessions, retry_after_seconds: retry },
-        { 'Retry-After': String(retry) },
+        { retryAfterSeconds: retry },
       );
     }
     const worker = this.leastLoaded(workers);
@@ -218,40 +196,29 @@ export class SessionManager {
 
   /** Adds a prompt; 409 during a propagation, 404 once closed. */
   prompt(s: ManagedSession, prompt: VideoPrompt): Promise<PromptResult> {
-    return this.operation(s, 'add a prompt', async () => {
-      // A prompt naming a removed object is refused by the library (ERR_SAM3_UNKNOWN_OBJECT, 404).
-      return s.session.addPrompt(prompt);
-    });
+    // A prompt naming a removed object is refused by the library (ERR_SAM3_UNKNOWN_OBJECT, 404).
+    return this.operation(s, () => s.session.addPrompt(prompt));
   }
 
   removeObject(s: ManagedSession, objId: number): Promise<number[]> {
-    return this.operation(s, 'remove an object', async () => {
+    return this.operation(s, async () => {
       await s.session.removeObject(objId);
       return s.session.status().objects;
     });
   }
 
   reset(s: ManagedSession): Promise<void> {
-    return this.operation(s, 'reset it', () => s.session.reset());
+    return this.operation(s, () => s.session.reset());
   }
 
-  private async operation<T>(s: ManagedSession, what: string, fn: () => Promise<T> | T): Promise<T> {
-    this.assertUsable(s, what);
+  private async operation<T>(s: ManagedSession, fn: () => Promise<T>): Promise<T> {
+    if (s.closing) throw sessionNotFound(s.id);
     this.touch(s);
     try {
-      return await s.serial(() => {
-        // Re-checked once it is this operation's turn: a propagation or a close may have started.
-        this.assertUsable(s, what);
-        return fn();
-      });
+      return await fn();
     } finally {
       this.touch(s);
     }
-  }
-
-  private assertUsable(s: ManagedSession, what: string): void {
-    if (s.closing) throw sessionNotFound(s.id);
-    if (s.propagation) throw busy(s.id, what);
   }
 
   /**
@@ -263,8 +230,9 @@ export class SessionManager {
    */
   async propagate(s: ManagedSession, options: Omit<PropagateOptions, 'signal'>, signal: AbortSignal | undefined, onFrame: (frame: FrameResult) => void | Promise<void>): Promise<PropagationSummary> {
     if (s.closing) throw sessionNotFound(s.id);
-    if (s.propagation) throw busy(s.id, 'propagate');
     const controller = new AbortController();
+    // Claims the session now, before any await (a second call is refused by the library).
+    const run = s.session.propagate({ ...options, signal: controller.signal });
     let finish!: () => void;
     s.propagation = { controller, done: new Promise<void>((resolve) => (finish = resolve)) };
     const onAbort = () => controller.abort(signal?.reason);
@@ -276,12 +244,12 @@ export class SessionManager {
     let frames = 0;
     let outcome: PropagationOutcome = 'failed';
     try {
-      await s.settled(); // prompts queued before this propagation finish first
       let last = performance.now();
       // 'both' tracks the start frame in each direction; callers get each frame once (the first).
       const seen = new Set<number>();
-      if (!controller.signal.aborted) {
-        for await (const frame of s.session.propagate({ ...options, signal: controller.signal })) {
+      if (controller.signal.aborted) await run.return(undefined);
+      else {
+        for await (const frame of run) {
           const t = performance.now();
           this.options.metrics.onFrame(device, (t - last) / 1000);
           if (seen.has(frame.frameIndex)) {
@@ -326,9 +294,8 @@ export class SessionManager {
         s.propagation.controller.abort(sessionClosed(id));
         await s.propagation.done;
       }
-      await s.settled().catch(() => undefined);
       try {
-        await s.session.dispose();
+        await s.session.dispose(); // queued operations finish first
       } catch (err) {
         log.error({ err, session_id: id }, 'disposing a video session failed');
       }
@@ -347,7 +314,7 @@ export class SessionManager {
   sweep(): void {
     const now = this.now();
     for (const s of this.sessions.values()) {
-      if (s.propagating || s.ops > 0 || s.closing) continue;
+      if (s.session.busy || s.closing) continue;
       if (now - s.lastUsed >= this.options.config.idleTimeoutMs) {
         void this.close(s.id, 'expired').catch(() => undefined);
       }
@@ -369,7 +336,7 @@ export class SessionManager {
     const bad = gpuIds.findIndex((g) => g >= n);
     if (bad >= 0) {
       const list = pool.workers.map((w) => `${w.index}: ${w.device}`).join(', ');
-      throw new ApiError(400, ApiCode.ValidationError, `gpu_ids[${bad}]: device index ${gpuIds[bad]} is out of range; this server has ${n} device${n > 1 ? 's' : ''} (DEVICES, by index: ${list})`, {
+      throw new Sam3Error(ErrorCode.InvalidArgument, `gpu_ids[${bad}]: device index ${gpuIds[bad]} is out of range; this server has ${n} device${n > 1 ? 's' : ''} (DEVICES, by index: ${list})`, {
         gpu_ids: gpuIds,
         devices: pool.workers.map((w) => w.device),
       });
@@ -419,18 +386,10 @@ async function closeSource(source: FrameSource): Promise<void> {
   }
 }
 
-export function sessionNotFound(id: string): ApiError {
-  return new ApiError(404, ApiCode.SessionNotFound, `no video session '${id}': it was never opened, was closed, or expired after SESSION_IDLE_TIMEOUT_SECONDS unused; GET /api/v1/video/sessions lists the open ones`, { session_id: id });
+export function sessionNotFound(id: string): Sam3Error {
+  return new Sam3Error(ErrorCode.SessionNotFound, `no video session '${id}': it was never opened, was closed, or expired after SESSION_IDLE_TIMEOUT_SECONDS unused; GET /api/v1/video/sessions lists the open ones`, { session_id: id });
 }
 
-function busy(id: string, what: string): ApiError {
-  return new ApiError(409, ApiCode.SessionBusy, `session '${id}' is propagating; wait for the propagation to finish (or cancel it) before you ${what}`, { session_id: id });
-}
-
-function sessionClosed(id: string): ApiError {
-  return new ApiError(409, ApiCode.SessionClosed, `session '${id}' was closed while propagating`, { session_id: id });
-}
-
-function shuttingDown(): ApiError {
-  return new ApiError(503, ApiCode.ShuttingDown, 'the server is shutting down; retry on another instance');
+function sessionClosed(id: string): Sam3Error {
+  return new Sam3Error(ErrorCode.SessionClosed, `session '${id}' was closed while propagating`, { session_id: id });
 }

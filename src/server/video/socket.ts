@@ -13,17 +13,19 @@
  * HIGH_WATER_BYTES; beyond that the run waits until the frame has been written out, which pauses
  * the tracker instead of queueing frames in memory. A client that disconnects cancels the run.
  */
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 
 import type { SocketMiddleware } from 'koa-websocket';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 
-import { ApiCode, ApiError, toApiError, validationError } from '../api-error.js';
-import type { AppDeps } from '../context.js';
-import { issuesOf } from '../validate.js';
-import { checkFrame, frameBody, propagateOptions, requireObjects } from './routes.js';
+import { ApiCode, ApiError, toApiError, validationError } from '../core/errors.js';
+import type { AppDeps } from '../core/context.js';
+import { requestId } from '../core/request-id.js';
+import { issuesOf } from '../core/validate.js';
+import { checkFrameIndex } from '../../index.js';
+import { frameBody, propagateOptions, requireObjects } from './routes.js';
+import type { VideoSchemas } from './schemas.js';
 import { type SessionManager, sessionNotFound } from './sessions.js';
 
 export const SOCKET_PATH = /^\/api\/v1\/video\/ws\/propagate\/([^/]+)$/;
@@ -85,6 +87,7 @@ export class PropagationSockets {
 
   constructor(
     private readonly deps: AppDeps,
+    private readonly schemas: VideoSchemas,
     private readonly manager: SessionManager,
     private readonly logger: Logger,
   ) {}
@@ -111,8 +114,7 @@ export class PropagationSockets {
     } catch {
       // a bad escape: no such session
     }
-    const given = ctx.get('x-request-id');
-    const log = this.logger.child({ req_id: /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID(), ws: ctx.path });
+    const log = this.logger.child({ req_id: requestId(ctx.get('x-request-id')), ws: ctx.path });
     const conn = new Connection(ws, sessionId, log);
     this.connections.add(conn);
     log.info({ session_id: sessionId }, 'websocket opened');
@@ -126,7 +128,7 @@ export class PropagationSockets {
       this.onMessage(conn, data, isBinary).catch((err: unknown) => log.error({ err }, 'websocket message handling failed'));
     });
     if (!this.manager.has(sessionId)) {
-      await conn.error(sessionNotFound(sessionId));
+      await conn.error(toApiError(sessionNotFound(sessionId), this.deps.errorContext()));
       conn.close(CloseCode.SessionNotFound, 'unknown session');
     }
   };
@@ -174,7 +176,7 @@ export class PropagationSockets {
       await conn.error(new ApiError(409, ApiCode.SessionBusy, 'a propagation is already running on this socket; wait for {"type": "complete"} or send {"type": "cancel"} first', { session_id: conn.sessionId }));
       return;
     }
-    const parsed = this.deps.schemas.PropagateSocketRequest.safeParse(message);
+    const parsed = this.schemas.PropagateSocketRequest.safeParse(message);
     if (!parsed.success) {
       const issues = issuesOf(parsed.error, message);
       const first = issues[0]!;
@@ -194,7 +196,7 @@ export class PropagationSockets {
     const start = performance.now();
     try {
       const s = this.manager.get(conn.sessionId);
-      if (options.start_frame_index !== undefined) checkFrame(options.start_frame_index, s.info.totalFrames, 'start_frame_index');
+      if (options.start_frame_index !== undefined) checkFrameIndex(options.start_frame_index, s.info.totalFrames, 'start_frame_index');
       requireObjects(s);
       const summary = await this.manager.propagate(s, propagateOptions(options), controller.signal, (frame) => conn.send({ type: 'frame', ...frameBody(frame) }));
       const ms = Math.round((performance.now() - start) * 10) / 10;

@@ -1,0 +1,190 @@
+/**
+ * Request and response schemas of the image API (zod): the same objects validate requests at the
+ * edge and generate the OpenAPI document (image/openapi.ts). Request objects are strict: an unknown
+ * field is a 400 naming it. Shared primitives (boxes, thresholds, masks) are in core/schemas.ts.
+ */
+import { z } from 'zod';
+
+import { MAX_PROMPT_CHARS } from '../../index.js';
+import { BoxOutSchema, ImageSizeSchema, RleMaskSchema, boxSchema, promptTextSchema, thresholdSchema } from '../core/schemas.js';
+
+export interface ImageSchemaLimits {
+  maxPrompts: number;
+  maxBatchImages: number;
+  defaultThreshold: number;
+}
+
+export const ImageIdSchema = z
+  .string({ error: 'image_id must be a string: the id returned by /api/v1/image/embed' })
+  .regex(/^[0-9a-f]{64}$/, { message: 'image_id must be the 64 hex characters returned by /api/v1/image/embed (or by a segment response)' })
+  .meta({ description: 'Id of image features cached on the server (sha256 of the image bytes), from /api/v1/image/embed.', example: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' });
+
+export const ImageFieldSchema = z.string({ error: 'image must be a string: the image file as base64 or a data URL' }).min(1, { message: 'image is empty; send the image file as base64 or a data URL' }).meta({
+  description: 'The image file (PNG, JPEG, WebP, GIF, TIFF, AVIF) as base64, or as a data URL (data:image/png;base64,...).',
+  example: 'iVBORw0KGgoAAAANSUhEUgAA...',
+});
+
+export const TextPromptSchema = z
+  .strictObject({
+    type: z.literal('text'),
+    text: promptTextSchema(),
+  })
+  .meta({ id: 'TextPrompt', description: 'Find every instance of a concept named by a short noun phrase.', example: { type: 'text', text: 'person' } });
+
+export const BoxPromptSchema = z
+  .strictObject({
+    type: z.literal('box'),
+    box: boxSchema('image'),
+    label: z.boolean({ error: 'label must be true (an example of what to find) or false (a negative example)' }).default(true),
+  })
+  .meta({
+    id: 'BoxPrompt',
+    description: 'A visual exemplar: a box around one instance (label true) or around something to exclude (label false). Applies to every text prompt of the request; with no text prompt, finds instances like the boxed ones.',
+    example: { type: 'box', box: [0.3, 0.4, 0.2, 0.3], label: true },
+  });
+
+export const PromptSchema = z
+  .discriminatedUnion('type', [TextPromptSchema, BoxPromptSchema], { error: "each prompt needs type 'text' (with text) or 'box' (with box and optional label)" })
+  .meta({ id: 'Prompt' });
+
+const detections = {
+  masks: z.array(RleMaskSchema),
+  boxes: z.array(BoxOutSchema).meta({ description: 'Normalised [x, y, width, height] per mask' }),
+  scores: z.array(z.number()).meta({ description: 'Confidence per mask, sorted descending within each prompt' }),
+  num_masks: z.number().int(),
+};
+
+export function makeImageSchemas(limits: ImageSchemaLimits) {
+  const confidence = thresholdSchema('confidence_threshold').optional().meta({ description: `Keep detections scoring above this. Default ${limits.defaultThreshold} (IMAGE_MODEL_CONFIDENCE_THRESHOLD).`, example: 0.5 });
+  const prompts = z
+    .array(PromptSchema, { error: 'prompts must be an array of {type: "text", text} and {type: "box", box, label} objects' })
+    .min(1, { message: 'prompts is empty; give at least one text or box prompt' })
+    .max(limits.maxPrompts, { message: `more than ${limits.maxPrompts} prompts (MAX_PROMPTS_PER_REQUEST); split the request` });
+
+  const SegmentRequest = z
+    .strictObject({
+      image: ImageFieldSchema.optional(),
+      image_id: ImageIdSchema.optional(),
+      prompts,
+      confidence_threshold: confidence,
+    })
+    .meta({
+      id: 'SegmentRequest',
+      description: 'Exactly one of image and image_id. Each text prompt is its own query (box prompts apply to each) and all run in one batched pass; with box prompts only, one visual-exemplar query.',
+      example: { image: 'iVBORw0KGgoAAAANSUhEUgAA...', prompts: [{ type: 'text', text: 'person' }, { type: 'box', box: [0.3, 0.4, 0.2, 0.3], label: true }], confidence_threshold: 0.5 },
+    });
+
+  const SegmentResponse = z
+    .object({
+      ...detections,
+      prompt_index: z.array(z.number().int()).meta({ description: 'Per mask: index in `prompts` of the text prompt that found it (box-only requests: the index of the first box prompt)' }),
+      image_size: ImageSizeSchema,
+      inference_time_ms: z.number(),
+      image_id: ImageIdSchema.nullable().meta({ description: 'Id to prompt this image again without resending it; null when the feature cache is off' }),
+      cache_hit: z.boolean().meta({ description: 'The image features came from the feature cache' }),
+    })
+    .meta({ id: 'SegmentResponse' });
+
+  const SegmentMultipart = z
+    .object({
+      image: z.string().meta({ format: 'binary', description: 'The image file' }),
+      prompts: z.string().meta({ description: 'The prompts array as JSON text', example: '[{"type": "text", "text": "person"}]' }),
+      confidence_threshold: z.string().optional().meta({ example: '0.5' }),
+    })
+    .meta({ id: 'SegmentMultipart' });
+
+  const CachedFeaturesRequest = z
+    .strictObject({
+      image: ImageFieldSchema.optional(),
+      image_id: ImageIdSchema.optional(),
+      text_prompts: z
+        .array(z.string().trim().min(1, { message: 'a text prompt is empty' }).max(MAX_PROMPT_CHARS, { message: `a text prompt is longer than ${MAX_PROMPT_CHARS} characters` }), {
+          error: 'text_prompts must be an array of strings',
+        })
+        .min(1, { message: 'text_prompts is empty; give at least one prompt' })
+        .max(limits.maxPrompts, { message: `more than ${limits.maxPrompts} text_prompts (MAX_PROMPTS_PER_REQUEST); split the request` }),
+      confidence_threshold: confidence,
+    })
+    .meta({
+      id: 'CachedFeaturesRequest',
+      description: 'Exactly one of image and image_id. The image is encoded once (or taken from the feature cache) and all prompts run in one batched pass.',
+      example: { image: 'iVBORw0KGgoAAAANSUhEUgAA...', text_prompts: ['person', 'car', 'bicycle', 'dog'], confidence_threshold: 0.5 },
+    });
+
+  const CachedFeaturesMultipart = z
+    .object({
+      image: z.string().meta({ format: 'binary' }),
+      text_prompts: z.string().meta({ description: 'A JSON array of strings, or one prompt per repeated field', example: '["person", "car"]' }),
+      confidence_threshold: z.string().optional(),
+    })
+    .meta({ id: 'CachedFeaturesMultipart' });
+
+  const CachedFeaturesResponse = z
+    .object({
+      results: z.array(z.object({ prompt: z.string(), ...detections })),
+      cache_hit: z.boolean(),
+      image_id: ImageIdSchema.nullable(),
+      image_size: ImageSizeSchema,
+      inference_time_ms: z.number(),
+    })
+    .meta({ id: 'CachedFeaturesResponse' });
+
+  const EmbedRequest = z.strictObject({ image: ImageFieldSchema }).meta({ id: 'EmbedRequest' });
+  const EmbedMultipart = z.object({ image: z.string().meta({ format: 'binary' }) }).meta({ id: 'EmbedMultipart' });
+  const EmbedResponse = z
+    .object({
+      image_id: ImageIdSchema,
+      image_size: ImageSizeSchema,
+      cache_hit: z.boolean(),
+      expires_in_seconds: z.number().meta({ description: 'FEATURE_CACHE_TTL_SECONDS; each use refreshes recency but not the expiry. Entries may be evicted sooner when the cache is full.' }),
+      inference_time_ms: z.number(),
+    })
+    .meta({ id: 'EmbedResponse' });
+
+  const BatchItem = z
+    .strictObject({
+      image: ImageFieldSchema.optional(),
+      image_id: ImageIdSchema.optional(),
+      prompts,
+      confidence_threshold: confidence,
+    })
+    .meta({ id: 'BatchItem', description: 'One image (exactly one of image and image_id) and its prompts, as in /api/v1/image/segment.' });
+
+  const BatchRequest = z
+    .strictObject({
+      images: z
+        .array(BatchItem, { error: 'images must be an array of {image | image_id, prompts, confidence_threshold?}' })
+        .min(1, { message: 'images is empty' })
+        .max(limits.maxBatchImages, { message: `more than ${limits.maxBatchImages} images (MAX_IMAGES_PER_BATCH); split the request` }),
+      confidence_threshold: confidence,
+    })
+    .meta({ id: 'BatchRequest', description: 'Several images with their prompts; new images are encoded together in batched encoder passes. All or nothing: a bad item fails the request with its index.' });
+
+  const BatchResponse = z
+    .object({
+      results: z.array(SegmentResponse.omit({ inference_time_ms: true })),
+      inference_time_ms: z.number(),
+    })
+    .meta({ id: 'BatchResponse' });
+
+  return {
+    SegmentRequest,
+    SegmentResponse,
+    SegmentMultipart,
+    CachedFeaturesRequest,
+    CachedFeaturesResponse,
+    CachedFeaturesMultipart,
+    EmbedRequest,
+    EmbedResponse,
+    EmbedMultipart,
+    BatchRequest,
+    BatchResponse,
+  };
+}
+
+export type ImageSchemas = ReturnType<typeof makeImageSchemas>;
+export type SegmentRequest = z.output<ImageSchemas['SegmentRequest']>;
+export type CachedFeaturesRequest = z.output<ImageSchemas['CachedFeaturesRequest']>;
+export type BatchRequest = z.output<ImageSchemas['BatchRequest']>;
+export type PromptInput = z.output<typeof PromptSchema>;
+

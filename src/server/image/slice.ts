@@ -1,0 +1,28 @@
+/** The image slice: /api/v1/image/* routes, their schemas and OpenAPI paths, over the device pool. */
+import type { AppDeps, Slice } from '../core/context.js';
+import type { DeviceMetrics } from '../devices/metrics.js';
+import type { ModelPool } from '../devices/workers.js';
+import { InferenceService } from './inference.js';
+import { registerImagePaths } from './openapi.js';
+import { imageRoutes } from './routes.js';
+import { makeImageSchemas } from './schemas.js';
+
+export function imageSlice(deps: AppDeps, metrics: DeviceMetrics): Slice {
+  const { config } = deps;
+  const schemas = makeImageSchemas({ maxPrompts: config.limits.maxPrompts, maxBatchImages: config.limits.maxBatchImages, defaultThreshold: config.confidenceThreshold });
+  let service: InferenceService | undefined;
+  let servedPool: ModelPool | undefined;
+  // One service per loaded pool (503 until there is one).
+  const serviceOf = (): InferenceService => {
+    const pool = deps.pool();
+    if (servedPool !== pool || !service) {
+      servedPool = pool;
+      service = new InferenceService(pool, config, metrics);
+    }
+    return service;
+  };
+  return {
+    routers: [imageRoutes(deps, schemas, serviceOf)],
+    openapi: (registry) => registerImagePaths(registry, schemas),
+  };
+}
