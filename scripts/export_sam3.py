@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     from sam3tools.checkpoint_io import CheckpointError
-    from sam3tools.export import ExportError, UsageError, export_bundle
+    from sam3tools.errors import ExportError, UsageError
+    from sam3tools.export import export_bundle
 
     hf_logging.set_verbosity_error()  # we report what matters ourselves
 
