@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .pieces import borrow
+
 
 def detr_first_block(layer, f2: torch.Tensor, p2: torch.Tensor) -> torch.Tensor:
     """``Sam3DetrEncoderLayer.forward`` of the DETR encoder's first layer up to its cross-attention,
@@ -29,9 +31,7 @@ def detr_first_block(layer, f2: torch.Tensor, p2: torch.Tensor) -> torch.Tensor:
 class DetrFirstBlock(nn.Module):
     def __init__(self, layer):
         super().__init__()
-        self.layer_norm1 = layer.layer_norm1
-        self.self_attn = layer.self_attn
-        self.dropout = layer.dropout
+        borrow(self, layer, ("layer_norm1", "self_attn", "dropout"))
 
     def forward(self, f2, p2):
         return detr_first_block(self, f2, p2)
@@ -50,11 +50,7 @@ class DetrFirstLayerFromGiven(nn.Module):
 
     def __init__(self, layer, given: Given):
         super().__init__()
-        self.cross_attn = layer.cross_attn
-        self.layer_norm2 = layer.layer_norm2
-        self.mlp = layer.mlp
-        self.layer_norm3 = layer.layer_norm3
-        self.dropout = layer.dropout
+        borrow(self, layer, ("cross_attn", "layer_norm2", "mlp", "layer_norm3", "dropout"))
         self.given = given
 
     def forward(self, vision_feats, prompt_feats, vision_pos_encoding, prompt_cross_attn_mask=None, **kwargs):

@@ -19,14 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .pieces import borrow
+
 
 class _RopeAttention(nn.Module):
     def __init__(self, src, rope_k_repeat: bool):
         super().__init__()
-        self.q_proj = src.q_proj
-        self.k_proj = src.k_proj
-        self.v_proj = src.v_proj
-        self.o_proj = src.o_proj
+        borrow(self, src, ("q_proj", "k_proj", "v_proj", "o_proj"))
         self.num_heads = int(src.num_attention_heads)
         self.head_dim = int(src.head_dim)
         self.scaling = float(src.scaling)
@@ -75,11 +74,7 @@ class _MemoryLayer(nn.Module):
         super().__init__()
         self.self_attn = _RopeAttention(src.self_attn, False)
         self.cross_attn_image = _RopeAttention(src.cross_attn_image, True)
-        self.linear1 = src.linear1
-        self.linear2 = src.linear2
-        self.layer_norm1 = src.layer_norm1
-        self.layer_norm2 = src.layer_norm2
-        self.layer_norm3 = src.layer_norm3
+        borrow(self, src, ("linear1", "linear2", "layer_norm1", "layer_norm2", "layer_norm3"))
         act = type(src.activation).__name__.lower()
         if "relu" not in act:
             raise ValueError(f"memory attention activation {act} is not supported by the scripted re-implementation (ReLU only)")

@@ -23,6 +23,7 @@ from torch import nn
 
 from .detr_parts import Given, detr_decoder_fast_rpb, detr_encoder_from_given
 from .errors import ExportError
+from .pieces import borrow
 
 
 class _Taken:
@@ -48,12 +49,7 @@ class MaskDecoderEmbeddings(nn.Module):
 
     def __init__(self, mask_decoder, taken: _Taken):
         super().__init__()
-        self.config = mask_decoder.config
-        self.mask_embedder = mask_decoder.mask_embedder
-        self.instance_projection = mask_decoder.instance_projection
-        self.prompt_cross_attn = mask_decoder.prompt_cross_attn
-        self.prompt_cross_attn_norm = mask_decoder.prompt_cross_attn_norm
-        self.prompt_cross_attn_dropout = mask_decoder.prompt_cross_attn_dropout
+        borrow(self, mask_decoder, ("config", "mask_embedder", "instance_projection", "prompt_cross_attn", "prompt_cross_attn_norm", "prompt_cross_attn_dropout"))
         self.taken = taken
 
     def forward(self, decoder_queries, backbone_features, encoder_hidden_states, prompt_features=None, prompt_mask=None, **kwargs):

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from torch import nn
 
+from .pieces import borrow
+
 
 class TextEncoderPiece(nn.Module):
     def __init__(self, model):
         super().__init__()
-        self.config = model.config
-        self.text_encoder = model.text_encoder
-        self.text_projection = model.text_projection
+        borrow(self, model, ("config", "text_encoder", "text_projection"))
 
     def forward(self, input_ids, attention_mask):
         from transformers import Sam3Model

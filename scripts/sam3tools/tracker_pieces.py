@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .pieces import borrow
 from .pieces_vision import spatial
 from .subpixel import fast_fpn_level
 
@@ -65,12 +66,7 @@ class _TrackerMethods(nn.Module):
 
     def __init__(self, tracker, names):
         super().__init__()
-        self.config = tracker.config
-        self.image_size = tracker.image_size
-        self.backbone_feature_sizes = tracker.backbone_feature_sizes
-        self.hidden_dim = tracker.hidden_dim
-        for name in names:
-            setattr(self, name, getattr(tracker, name))
+        borrow(self, tracker, ("config", "image_size", "backbone_feature_sizes", "hidden_dim", *names))
 
 
 DECODE_MODULES = ("shared_image_embedding", "prompt_encoder", "mask_decoder", "object_pointer_proj", "no_object_pointer")
