@@ -8,6 +8,15 @@ pieces_text.py, pieces_head.py, pieces_pixel.py, tracker_pieces.py, memory_atten
 docstrings give each piece's exact signature, which the C++ addon depends on: positional tensors in,
 tuples out); trace.py traces them on the target device and dtype and checks each against eager on
 fresh inputs of another batch size, prompt length or box count before it is saved.
+
+Adding a piece: write its module in the pieces file of its side (borrow() only the submodules its
+path runs; positional tensors in, a tuple out; cast inputs that may arrive in another dtype inside),
+then a stage function in detector_export.py or tracker_export.py that traces it (tracer.trace on
+inputs from tracer.randn), checks it against the eager transformers path on other shapes
+(tracer.check) and saves it (tracer.save(traced, NAME)); list NAME in manifest.DETECTOR_FILES and
+manifest.SIGNATURES (or tracker_export.TRACKER_FILES) and raise BUNDLE_FORMAT_VERSION if the addon
+must tell bundles apart. Call the new stage after the existing ones: the stages share one random
+generator, so a stage put in between changes the later stages' trace inputs.
 """
 from __future__ import annotations
 
@@ -68,7 +77,7 @@ def export_bundle(checkpoint: str, out: str, device: str = "cpu", dtype: str = "
         "normalization": {"mean": prep["mean"], "std": prep["std"]},
         "fpn_shapes": detector.fpn_shapes,
         "files": file_entries(out, TRACKER_FILES if video is not None else ()),
-        "signatures": SIGNATURES,
+        "signatures": dict(SIGNATURES),
     }
     if video is not None:
         manifest["video"] = video
