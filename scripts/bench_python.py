@@ -24,7 +24,6 @@ Every sample is in seconds.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -32,24 +31,27 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from sam3tools.cli import Tool, write_json  # noqa: E402
+
+tool = Tool("bench_python")
+tool.add("--checkpoint")
+tool.add("--image")
+tool.add("--case", required=True, choices=["latency", "prompts", "rle", "video"])
+tool.add("--threads", type=int, default=2)
+tool.add("--runs", type=int, default=5)
+tool.add("--warmup", type=int, default=1)
+tool.add("--prompts", default="person")
+tool.add("--threshold", type=float, default=0.5)
+tool.add("--masks")
+tool.add("--frames")
+tool.add("--objects", type=int, default=1)
+tool.add("--device", default="cpu")
+tool.dtype(["float32", "bfloat16"])
+tool.add("--out", required=True)
+
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--checkpoint")
-    p.add_argument("--image")
-    p.add_argument("--case", required=True, choices=["latency", "prompts", "rle", "video"])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--prompts", default="person")
-    p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--masks")
-    p.add_argument("--frames")
-    p.add_argument("--objects", type=int, default=1)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
+    args = tool.parse(argv)
 
     import numpy as np
     import torch
@@ -74,12 +76,12 @@ def main(argv: list[str] | None = None) -> int:
                 mask_utils.encode(np.asfortranarray(m))
             samples.append(time.perf_counter() - t0)
         result.update(samples=samples, strings=strings, megapixels=sum(m.size for m in masks) / 1e6)
-        json.dump(result, open(args.out, "w"))
+        write_json(args.out, result)
         return 0
 
     if args.case == "video":
         result.update(video_benchmark(args))
-        json.dump(result, open(args.out, "w"))
+        write_json(args.out, result)
         return 0
 
     import transformers
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             synchronize(device)
             samples.append(time.perf_counter() - t0)
     result.update(samples=samples, prompts=prompts)
-    json.dump(result, open(args.out, "w"))
+    write_json(args.out, result)
     return 0
 
 

@@ -14,40 +14,34 @@ why); 1 the export failed (a piece did not reproduce eager).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from sam3tools.cli import Tool, quiet_transformers  # noqa: E402
 
-def log(msg: str) -> None:
-    print(f"[export_sam3] {msg}", file=sys.stderr, flush=True)
+tool = Tool("export_sam3", "Export a SAM 3 checkpoint to a model bundle (TorchScript + tokenizer.json + manifest.json).")
+tool.checkpoint("Hugging Face model folder, or a hub id such as facebook/sam3 (needs network and HF_TOKEN)")
+tool.add("--out", required=True, help="bundle folder to write")
+tool.add("--device", default="cpu", help="device to trace on and serve from: cpu or cuda[:N] (default cpu)")
+tool.dtype(["float32", "bfloat16", "float16"])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Export a SAM 3 checkpoint to a model bundle (TorchScript + tokenizer.json + manifest.json).")
-    parser.add_argument("--checkpoint", required=True, help="Hugging Face model folder, or a hub id such as facebook/sam3 (needs network and HF_TOKEN)")
-    parser.add_argument("--out", required=True, help="bundle folder to write")
-    parser.add_argument("--device", default="cpu", help="device to trace on and serve from: cpu or cuda[:N] (default cpu)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    args = parser.parse_args(argv)
-
-    from transformers.utils import logging as hf_logging
+    args = tool.parse(argv)
 
     from sam3tools.checkpoint_io import CheckpointError
-    from sam3tools.export import ExportError, UsageError, export_bundle
+    from sam3tools.errors import ExportError, UsageError
+    from sam3tools.export import export_bundle
 
-    hf_logging.set_verbosity_error()  # we report what matters ourselves
-
+    quiet_transformers()  # we report what matters ourselves
     try:
-        export_bundle(args.checkpoint, args.out, device=args.device, dtype=args.dtype, log=log)
+        export_bundle(args.checkpoint, args.out, device=args.device, dtype=args.dtype, log=tool.log)
     except (CheckpointError, UsageError) as err:
-        print(f"export_sam3: {err}", file=sys.stderr)
-        return 2
+        return tool.refuse(err)
     except ExportError as err:
-        print(f"export_sam3: export failed: {err}", file=sys.stderr)
-        return 1
+        return tool.refuse(f"export failed: {err}", 1)
     return 0
 
 

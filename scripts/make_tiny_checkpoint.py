@@ -19,26 +19,24 @@ Random weights give near-zero scores: tests choose their thresholds; the weights
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from sam3tools.cli import Tool  # noqa: E402
 
-def log(msg: str) -> None:
-    print(f"[make_tiny_checkpoint] {msg}", file=sys.stderr, flush=True)
+tool = Tool("make_tiny_checkpoint", "Make a randomly initialised SAM 3 checkpoint (Hugging Face format).")
+tool.add("--out", required=True, help="output folder (created; existing files are overwritten)")
+tool.add("--seed", type=int, default=0, help="torch.manual_seed before initialisation (default 0)")
+tool.add("--image-size", type=int, default=None, help="resolution in pixels, a multiple of 14 (default: 224 tiny, 1008 bench)")
+tool.add("--preset", choices=["tiny", "bench", "full"], default="tiny")
+tool.add("--no-check", action="store_true", help="skip reloading the checkpoint and running a forward")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Make a randomly initialised SAM 3 checkpoint (Hugging Face format).")
-    parser.add_argument("--out", required=True, help="output folder (created; existing files are overwritten)")
-    parser.add_argument("--seed", type=int, default=0, help="torch.manual_seed before initialisation (default 0)")
-    parser.add_argument("--image-size", type=int, default=None, help="resolution in pixels, a multiple of 14 (default: 224 tiny, 1008 bench)")
-    parser.add_argument("--preset", choices=["tiny", "bench", "full"], default="tiny")
-    parser.add_argument("--no-check", action="store_true", help="skip reloading the checkpoint and running a forward")
-    args = parser.parse_args(argv)
+    args = tool.parse(argv)
 
     t0 = time.time()
     from sam3tools.checkpoint import make_checkpoint, sam3_config_dict
@@ -46,15 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sam3_config_dict(args.preset, args.image_size)
     except ValueError as err:
-        print(f"make_tiny_checkpoint: {err}", file=sys.stderr)
-        return 2
-    make_checkpoint(args.out, seed=args.seed, image_size=args.image_size, preset=args.preset, log=log)
-    log(f"wrote {args.out} ({args.preset}, seed {args.seed}) in {time.time() - t0:.1f} s")
+        return tool.refuse(err)
+    make_checkpoint(args.out, seed=args.seed, image_size=args.image_size, preset=args.preset, log=tool.log)
+    tool.log(f"wrote {args.out} ({args.preset}, seed {args.seed}) in {time.time() - t0:.1f} s")
     if not args.no_check:
         from sam3tools.checkpoint import sanity_check
 
         took = sanity_check(args.out)
-        log(f"reloaded with Sam3Model.from_pretrained and ran a forward ({took:.2f} s)")
+        tool.log(f"reloaded with Sam3Model.from_pretrained and ran a forward ({took:.2f} s)")
     return 0
 
 

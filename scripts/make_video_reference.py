@@ -8,47 +8,36 @@ See sam3tools/video_reference.py for the cases and output formats.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from sam3tools.cli import Tool, quiet_transformers, write_json  # noqa: E402
 
-def log(msg: str) -> None:
-    print(f"[make_video_reference] {msg}", file=sys.stderr, flush=True)
+tool = Tool("make_video_reference", "Reference video tracking of transformers' eager Sam3TrackerVideoModel.")
+tool.checkpoint("Hugging Face sam3_video folder").cases_and_out()
+tool.dtype(["float32", "bfloat16"], "the tracker's dtype (a bundle exported in it)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Reference video tracking of transformers' eager Sam3TrackerVideoModel.")
-    parser.add_argument("--checkpoint", required=True, help="Hugging Face sam3_video folder")
-    parser.add_argument("--cases", required=True, help="cases JSON file")
-    parser.add_argument("--out", required=True, help="output JSON file")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="the tracker's dtype (a bundle exported in it)")
-    args = parser.parse_args(argv)
+    args = tool.parse(argv)
 
     import torch
-
-    from transformers.utils import logging as hf_logging
 
     from sam3tools.checkpoint_io import CheckpointError
     from sam3tools.compat import install_roi_align_shim
     from sam3tools.video_reference import load_video_cases, make_video_reference
 
     install_roi_align_shim()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    quiet_transformers(progress_bar=False)
     try:
         doc = load_video_cases(args.cases)
-        result = make_video_reference(args.checkpoint, doc, os.path.dirname(os.path.abspath(args.cases)), log=log, dtype=getattr(torch, args.dtype))
+        base = os.path.dirname(os.path.abspath(args.cases))
+        result = make_video_reference(args.checkpoint, doc, base, log=tool.log, dtype=getattr(torch, args.dtype))
     except (CheckpointError, ValueError, KeyError, OSError) as err:
-        print(f"make_video_reference: {err}", file=sys.stderr)
-        return 2
-    tmp = args.out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(result, fh)
-    os.replace(tmp, args.out)
+        return tool.refuse(err)
+    write_json(args.out, result)
     return 0
 
 

@@ -11,10 +11,15 @@ import importlib.util
 import json
 import os
 
+import torch
+
+from .errors import ExportError
+
 TEXT_MAX_LENGTH = 32
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
 CLIP_VOCAB_SIZE = 49408
+VISUAL_PROMPT = "visual"  # Sam3Processor's text for box-only prompts
 
 
 def clip_bpe_path() -> str:
@@ -96,3 +101,34 @@ def bundle_tokenizer_json(tokenizer, max_length: int = TEXT_MAX_LENGTH) -> str:
         direction=tokenizer.padding_side, pad_id=pad_id, pad_token=pad_token, pad_type_id=0, length=max_length
     )
     return json.dumps(json.loads(backend.to_str()), ensure_ascii=False, indent=2)
+
+
+def tokenize(tokenizer, prompts: list[str], length: int = TEXT_MAX_LENGTH):
+    """prompts -> (input_ids, attention_mask) int64 [N, length], as the server's tokenizer.json pads them."""
+    enc = tokenizer(prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+    return enc["input_ids"].to(torch.long), enc["attention_mask"].to(torch.long)
+
+
+TOKENIZER_PROBES = [
+    "a cat",
+    "the red car on the left",
+    "Person, riding a BIKE!!",
+    "ünïcödé café 日本語 🐱",
+    "it's a dog's toy; isn't it?",
+    "  spaces\tand\nnewlines  ",
+    "",
+    "visual",
+    " ".join(["word"] * 60),
+]
+
+
+def check_bundle_tokenizer(tokenizer, tokenizer_json: str) -> None:
+    """Raises ExportError unless tokenizer.json alone encodes the probes as the checkpoint's tokenizer does."""
+    from tokenizers import Tokenizer
+
+    standalone = Tokenizer.from_str(tokenizer_json)
+    for prompt in TOKENIZER_PROBES:
+        enc = standalone.encode(prompt)
+        ref = tokenizer(prompt, padding="max_length", max_length=TEXT_MAX_LENGTH, truncation=True)
+        if enc.ids != list(ref["input_ids"]) or enc.attention_mask != list(ref["attention_mask"]):
+            raise ExportError(f"bundle tokenizer.json disagrees with the checkpoint's tokenizer on {prompt!r}")

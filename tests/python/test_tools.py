@@ -422,7 +422,7 @@ class ExportTest(unittest.TestCase):
                 input_boxes_labels=labels,
             )
 
-        from sam3tools.export import with_masks
+        from sam3tools.pieces_head import with_masks
 
         self.assertEqual(len(got_text), 6)
         width = model.config.mask_decoder_config.hidden_size
