@@ -1,4 +1,5 @@
-// Engine: one dedicated inference thread per device with a FIFO job queue.
+// EngineCore: one dedicated inference thread per device with a FIFO job queue (the JS class that owns
+// it is binding/engine_wrap.h).
 //
 // All libtorch work for a device runs on this thread (never on the JS thread, never on libuv's pool:
 // each pool thread would become its own OpenMP master and oversubscribe the cores). A job is a
@@ -19,7 +20,7 @@
 
 #include <torch/torch.h>
 
-#include "errors.h"
+#include "binding/js_errors.h"
 
 namespace sam3 {
 
@@ -67,24 +68,6 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   using Tsfn = Napi::TypedThreadSafeFunction<EngineCore, EngineTask, &EngineCore::Deliver>;
   Tsfn tsfn_;
   bool tsfn_live_ = false;
-};
-
-class Engine : public Napi::ObjectWrap<Engine> {
- public:
-  static Napi::Function Init(Napi::Env env);
-  explicit Engine(const Napi::CallbackInfo& info);
-  ~Engine() override;
-
-  std::shared_ptr<EngineCore> core() const { return core_; }
-
- private:
-  Napi::Value LoadModel(const Napi::CallbackInfo& info);
-  Napi::Value LoadTracker(const Napi::CallbackInfo& info);
-  Napi::Value Stats(const Napi::CallbackInfo& info);
-  Napi::Value Close(const Napi::CallbackInfo& info);
-  Napi::Value DeviceName(const Napi::CallbackInfo& info);
-
-  std::shared_ptr<EngineCore> core_;
 };
 
 }  // namespace sam3
