@@ -107,8 +107,7 @@ Napi::Value Tracker::Load(const Napi::CallbackInfo& info, std::shared_ptr<Engine
   c.mem_enc = r.String("memoryEncoder");
   c.mem_enc_points = r.String("memoryEncoderPoints");
   c.mem_attn = r.String("memoryAttention");
-  const std::string dtype = r.String("dtype");
-  c.dtype = dtype == "bfloat16" ? torch::kBFloat16 : dtype == "float16" ? torch::kFloat16 : torch::kFloat32;
+  c.dtype = r.Dtype("dtype");
   c.resolution = r.Int("resolution", 1);
   c.low_res = r.Int("lowResMaskSize", 1);
   c.hidden = r.Int("hiddenSize", 1);
