@@ -196,8 +196,7 @@ Napi::Value Tracker::SubmitStep(Napi::Env env, const char* label, std::function<
 
 Napi::Value Tracker::RemoveObject(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Live(env, "removeObject");
-  auto video = VideoHandle::Get(info[0], "removeObject(video, objId)");
+  auto video = VideoOf(info[0], "removeObject", "removeObject(video, objId)", Live(env, "removeObject"));
   if (info.Length() < 2 || !info[1].IsNumber()) ThrowInvalid(env, "removeObject(video, objId: number)");
   const int64_t id = info[1].As<Napi::Number>().Int64Value();
   Work work = [video, id]() -> Finisher {
@@ -215,8 +214,7 @@ Napi::Value Tracker::RemoveObject(const Napi::CallbackInfo& info) {
 
 Napi::Value Tracker::Reset(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Live(env, "reset");
-  auto video = VideoHandle::Get(info[0], "reset(video)");
+  auto video = VideoOf(info[0], "reset", "reset(video)", Live(env, "reset"));
   Work work = [video]() -> Finisher {
     ResetTrackingData(*video);
     const int64_t mem = MemoryBytes(*video);
