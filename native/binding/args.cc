@@ -56,12 +56,16 @@ std::array<float, 3> OptionReader::Triple(const char* key) const {
   return out;
 }
 
+OptionReader OptionsArg(const Napi::Value& v, const std::string& usage, std::string what) {
+  if (!v.IsObject()) ThrowInvalid(v.Env(), usage);
+  return OptionReader(v.As<Napi::Object>(), std::move(what));
+}
+
 torch::Tensor ReadRgbImage(const Napi::Value& v, const std::string& what) {
-  if (!v.IsObject()) ThrowInvalid(v.Env(), what + " must be an object {data, width, height}");
-  OptionReader r(v.As<Napi::Object>(), what);
+  OptionReader r = OptionsArg(v, what + " must be an object {data, width, height}", what);
   auto u8 = TypedArrayArg<uint8_t>(r.Get("data"), what + ": data must be a Uint8Array or Buffer of RGB bytes");
-  const int64_t w = r.Int("width", 1, kMaxImageSide);
-  const int64_t h = r.Int("height", 1, kMaxImageSide);
+  const int64_t w = r.Int("width", 1, kMaxSize);
+  const int64_t h = r.Int("height", 1, kMaxSize);
   if (static_cast<int64_t>(u8.ByteLength()) != w * h * 3) {
     ThrowInvalid(v.Env(), what + " has " + std::to_string(u8.ByteLength()) + " bytes but width*height*3 = " + std::to_string(w * h * 3));
   }

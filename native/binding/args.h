@@ -14,8 +14,8 @@
 
 namespace sam3 {
 
-inline constexpr int64_t kMaxInt = 1'000'000'000'000;  // beyond any count, size or id we take
-inline constexpr int64_t kMaxImageSide = 1'000'000;
+inline constexpr int64_t kMaxInt = 1'000'000'000'000;  // beyond any count, byte budget or id we take
+inline constexpr int64_t kMaxSize = 1'000'000;  // beyond any image side, sequence length or layer width
 
 // Neither undefined nor null: an optional argument that was given.
 inline bool IsSet(const Napi::Value& v) { return !v.IsUndefined() && !v.IsNull(); }
@@ -45,6 +45,10 @@ class OptionReader {
   Napi::Object o_;
   std::string what_;
 };
+
+// The options object of a call: `v` must be an object (else `usage` is thrown); its properties are
+// read as "<what> '<key>'".
+OptionReader OptionsArg(const Napi::Value& v, const std::string& usage, std::string what);
 
 // A typed array of element type E (uint8_t, int32_t, double); anything else throws `message`.
 template <typename E>

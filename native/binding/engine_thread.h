@@ -40,6 +40,16 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void Start(Napi::Env env);
   // Queues work; the returned promise settles on the JS thread.
   Napi::Promise Submit(Napi::Env env, Work work, std::string label, Napi::Object keep = Napi::Object());
+  // The usual job: `run` (a core call returning a plain result) on the engine thread, then
+  // to_js(env, result) on the JS thread for the promise's value.
+  template <typename Run, typename ToJs>
+  Napi::Promise Queue(Napi::Env env, std::string label, Run run, ToJs to_js) {
+    Work work = [run = std::move(run), to_js = std::move(to_js)]() -> Finisher {
+      auto result = run();
+      return [result = std::move(result), to_js](Napi::Env env, Napi::Object) -> Napi::Value { return to_js(env, result); };
+    };
+    return Submit(env, std::move(work), std::move(label));
+  }
   // Stops accepting jobs, lets queued ones fail with ENGINE_CLOSED, joins the thread.
   void Close();
 

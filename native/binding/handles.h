@@ -6,6 +6,7 @@
 
 #include <napi.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -120,9 +121,17 @@ class EngineResource : public Handle<Self, State> {
     engine_ = Napi::Persistent(info[2].As<Napi::Object>());
   }
 
-  // The finisher of a load job: the new JS instance.
-  static Napi::Object New(Napi::Env env, std::shared_ptr<State> state, std::shared_ptr<EngineCore> core, Napi::Object engine) {
-    return Handle<Self, State>::Wrap(env, std::move(state), {SharedExternal(env, std::move(core)), engine});
+  // engine.loadX(): `load` (a core call returning the state) on the engine thread; its promise
+  // resolves to a new Self on `core`, which keeps the calling JS Engine alive.
+  static Napi::Value SubmitLoad(const Napi::CallbackInfo& info, std::shared_ptr<EngineCore> core, const char* label,
+                                std::function<std::shared_ptr<State>()> load) {
+    Work work = [load = std::move(load), core]() -> Finisher {
+      std::shared_ptr<State> state = load();
+      return [state, core](Napi::Env env, Napi::Object engine) -> Napi::Value {
+        return Handle<Self, State>::Wrap(env, state, {SharedExternal(env, core), engine});
+      };
+    };
+    return core->Submit(info.Env(), std::move(work), label, info.This().As<Napi::Object>());
   }
 
  protected:

@@ -25,8 +25,7 @@ Napi::Function Model::Init(Napi::Env env) {
 
 Napi::Value Model::Load(const Napi::CallbackInfo& info, std::shared_ptr<EngineCore> core) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) ThrowInvalid(env, "loadModel(options): options must be an object");
-  OptionReader r(info[0].As<Napi::Object>(), "model option");
+  OptionReader r = OptionsArg(info[0], "loadModel(options): options must be an object", "model option");
   ModelConfig cfg;
   cfg.backbone_path = r.String("visionBackbone");
   cfg.neck_path = r.String("visionNeck");
@@ -39,10 +38,10 @@ Napi::Value Model::Load(const Napi::CallbackInfo& info, std::shared_ptr<EngineCo
   if (r.Has("pixelSkipAfter")) cfg.pixel_skip_after = r.Int("pixelSkipAfter", -1);
   cfg.bundle_device = r.String("bundleDevice");
   cfg.dtype = r.Dtype("dtype");
-  cfg.resolution = r.Int("resolution", 1, kMaxImageSide);
-  cfg.mask_size = r.Int("maskSize", 1, kMaxImageSide);
-  cfg.text_length = r.Int("textLength", 1, kMaxImageSide);
-  cfg.hidden_size = r.Int("hiddenSize", 1, kMaxImageSide);
+  cfg.resolution = r.Int("resolution", 1, kMaxSize);
+  cfg.mask_size = r.Int("maskSize", 1, kMaxSize);
+  cfg.text_length = r.Int("textLength", 1, kMaxSize);
+  cfg.hidden_size = r.Int("hiddenSize", 1, kMaxSize);
   cfg.mean = r.Triple("mean");
   cfg.std = r.Triple("std");
   for (float sd : cfg.std) {
@@ -63,12 +62,7 @@ Napi::Value Model::Load(const Napi::CallbackInfo& info, std::shared_ptr<EngineCo
                           ": TorchScript bakes the trace device in, so export the bundle again with --device " +
                           (core->device().is_cpu() ? std::string("cpu") : std::string("cuda")));
   }
-  const torch::Device device = core->device();
-  Work work = [cfg, device, core]() -> Finisher {
-    auto state = LoadModel(cfg, device);
-    return [state, core](Napi::Env env, Napi::Object engine) -> Napi::Value { return New(env, state, core, engine); };
-  };
-  return core->Submit(env, std::move(work), "loadModel", info.This().As<Napi::Object>());
+  return SubmitLoad(info, core, "loadModel", [cfg, device = core->device()] { return LoadModel(cfg, device); });
 }
 
 Napi::Value Model::EncodeImages(const Napi::CallbackInfo& info) {
@@ -87,16 +81,14 @@ Napi::Value Model::EncodeImages(const Napi::CallbackInfo& info) {
   std::vector<torch::Tensor> pixels;
   pixels.reserve(n);
   for (uint32_t i = 0; i < n; i++) pixels.push_back(ReadRgbImage(arr.Get(i), "encodeImages(images): image " + std::to_string(i)));
-  Work work = [state, pixels = std::move(pixels), keep_backbone]() -> Finisher {
-    EncodedImages res = sam3::EncodeImages(state, pixels, keep_backbone);
-    return [res](Napi::Env env, Napi::Object) -> Napi::Value {
-      Napi::Object out = Napi::Object::New(env);
-      out.Set("features", ImageFeatures::WrapAll(env, res.features));
-      out.Set("timings", TimingsToJs(env, {{"preprocessMs", res.preprocess_ms}, {"encoderMs", res.encoder_ms}}));
-      return out;
-    };
-  };
-  return core_->Submit(env, std::move(work), "encodeImages");
+  return core_->Queue(
+      env, "encodeImages", [state, pixels = std::move(pixels), keep_backbone] { return sam3::EncodeImages(state, pixels, keep_backbone); },
+      [](Napi::Env env, const EncodedImages& res) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("features", ImageFeatures::WrapAll(env, res.features));
+        out.Set("timings", TimingsToJs(env, {{"preprocessMs", res.preprocess_ms}, {"encoderMs", res.encoder_ms}}));
+        return out;
+      });
 }
 
 Napi::Value Model::EncodeTexts(const Napi::CallbackInfo& info) {
@@ -119,16 +111,14 @@ Napi::Value Model::EncodeTexts(const Napi::CallbackInfo& info) {
     id_t.data_ptr<int64_t>()[i] = ids.Data()[i];
     mask_t.data_ptr<int64_t>()[i] = mask.Data()[i] ? 1 : 0;
   }
-  Work work = [state, id_t, mask_t]() -> Finisher {
-    EncodedTexts res = sam3::EncodeTexts(state, id_t, mask_t);
-    return [res](Napi::Env env, Napi::Object) -> Napi::Value {
-      Napi::Object out = Napi::Object::New(env);
-      out.Set("embeddings", TextEmbedding::WrapAll(env, res.embeddings));
-      out.Set("timings", TimingsToJs(env, {{"textEncoderMs", res.text_encoder_ms}}));
-      return out;
-    };
-  };
-  return core_->Submit(env, std::move(work), "encodeTexts");
+  return core_->Queue(
+      env, "encodeTexts", [state, id_t, mask_t] { return sam3::EncodeTexts(state, id_t, mask_t); },
+      [](Napi::Env env, const EncodedTexts& res) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("embeddings", TextEmbedding::WrapAll(env, res.embeddings));
+        out.Set("timings", TimingsToJs(env, {{"textEncoderMs", res.text_encoder_ms}}));
+        return out;
+      });
 }
 
 namespace {
@@ -183,11 +173,9 @@ Napi::Value Model::Segment(const Napi::CallbackInfo& info) {
   if (qs.Length() == 0) ThrowInvalid(env, "segment: at least one query is required");
   std::vector<QuerySpec> queries;
   for (uint32_t i = 0; i < qs.Length(); i++) queries.push_back(ReadQuery(qs.Get(i), state.get()));
-  Work work = [state, feats, queries = std::move(queries), opts]() -> Finisher {
-    SegmentResult res = sam3::Segment(*state, *feats, queries, opts);
-    return [res = std::move(res)](Napi::Env env, Napi::Object) -> Napi::Value { return SegmentResultToJs(env, res); };
-  };
-  return core_->Submit(env, std::move(work), "segment");
+  return core_->Queue(
+      env, "segment", [state, feats, queries = std::move(queries), opts] { return sam3::Segment(*state, *feats, queries, opts); },
+      SegmentResultToJs);
 }
 
 Napi::Value Model::Info(const Napi::CallbackInfo& info) {

@@ -2,8 +2,8 @@
 
 #include <cmath>
 #include <cstring>
-#include <functional>
 #include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -47,8 +47,7 @@ int64_t FrameArg(const Napi::Value& v, const VideoState& video) {
 // One {objId, points?, labels?, mask?} of prompt()'s entries.
 PromptEntry ReadPromptEntry(const Napi::Value& v, const VideoState& video, const TrackerConfig& c) {
   Napi::Env env = v.Env();
-  if (!v.IsObject()) ThrowInvalid(env, "prompt: every entry must be an object");
-  OptionReader e(v.As<Napi::Object>(), "prompt entry");
+  OptionReader e = OptionsArg(v, "prompt: every entry must be an object", "prompt entry");
   PromptEntry entry;
   entry.id = e.Int("objId", 0);
   Napi::Value pv = e.Get("points"), mv = e.Get("mask");
@@ -95,8 +94,7 @@ Napi::Function VideoHandle::Init(Napi::Env env) { return DefineClass(env, kClass
 
 Napi::Value Tracker::Load(const Napi::CallbackInfo& info, std::shared_ptr<EngineCore> core) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) ThrowInvalid(env, "loadTracker(options): options must be an object");
-  OptionReader r(info[0].As<Napi::Object>(), "tracker option");
+  OptionReader r = OptionsArg(info[0], "loadTracker(options): options must be an object", "tracker option");
   TrackerConfig c;
   auto model = Model::Get(r.Get("model"), "loadTracker: model");
   if (model->device != core->device()) ThrowInvalid(env, "loadTracker: the model runs on another device than this engine");
@@ -108,9 +106,9 @@ Napi::Value Tracker::Load(const Napi::CallbackInfo& info, std::shared_ptr<Engine
   c.mem_enc_points = r.String("memoryEncoderPoints");
   c.mem_attn = r.String("memoryAttention");
   c.dtype = r.Dtype("dtype");
-  c.resolution = r.Int("resolution", 1);
-  c.low_res = r.Int("lowResMaskSize", 1);
-  c.hidden = r.Int("hiddenSize", 1);
+  c.resolution = r.Int("resolution", 1, kMaxSize);
+  c.low_res = r.Int("lowResMaskSize", 1, kMaxSize);
+  c.hidden = r.Int("hiddenSize", 1, kMaxSize);
   c.num_maskmem = r.Int("numMaskmem", 0);
   c.max_cond_frames = r.Int("maxCondFrames", -1);
   c.max_pointers = r.Int("maxObjectPointers", 1);
@@ -120,19 +118,13 @@ Napi::Value Tracker::Load(const Napi::CallbackInfo& info, std::shared_ptr<Engine
   c.multimask_for_tracking = r.Bool("multimaskOutputForTracking");
   c.mean = r.Triple("mean");
   c.std = r.Triple("std");
-  const torch::Device device = core->device();
-  Work work = [c, device, core, model]() -> Finisher {
-    auto state = LoadTracker(c, device, model);
-    return [state, core](Napi::Env env, Napi::Object engine) -> Napi::Value { return New(env, state, core, engine); };
-  };
-  return core->Submit(env, std::move(work), "loadTracker", info.This().As<Napi::Object>());
+  return SubmitLoad(info, core, "loadTracker", [c, device = core->device(), model] { return LoadTracker(c, device, model); });
 }
 
 Napi::Value Tracker::Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto state = Live(env, "open");
-  if (info.Length() < 1 || !info[0].IsObject()) ThrowInvalid(env, "open({numFrames, width, height, featureCacheBytes})");
-  OptionReader r(info[0].As<Napi::Object>(), "open option");
+  OptionReader r = OptionsArg(info[0], "open({numFrames, width, height, featureCacheBytes})", "open option");
   VideoOptions o;
   o.num_frames = r.Int("numFrames", 1);
   o.width = r.Int("width", 1);
@@ -162,9 +154,12 @@ Napi::Value Tracker::Prompt(const Napi::CallbackInfo& info) {
     if (feats->width != video->width || feats->height != video->height) ThrowInvalid(env, "prompt: the features are of an image of another size than the video");
     vit = feats->backbone;
   }
-  return SubmitStep(env, "videoPrompt", [video, frame = call.frame, entries = std::move(entries), rgb, vit] {
-    return AddPrompts(*video, frame, entries, rgb ? &*rgb : nullptr, vit ? &*vit : nullptr);
-  });
+  return core_->Queue(
+      env, "videoPrompt",
+      [video, frame = call.frame, entries = std::move(entries), rgb, vit] {
+        return AddPrompts(*video, frame, entries, rgb ? &*rgb : nullptr, vit ? &*vit : nullptr);
+      },
+      StepResultToJs);
 }
 
 Napi::Value Tracker::Step(const Napi::CallbackInfo& info) {
@@ -172,9 +167,10 @@ Napi::Value Tracker::Step(const Napi::CallbackInfo& info) {
   const VideoFrame call = VideoFrameArgs(info, "step", info[2].IsBoolean(), "step(video, frame, reverse: boolean, rgb?)");
   const bool reverse = info[2].As<Napi::Boolean>().Value();
   std::optional<torch::Tensor> rgb = ReadFrame(info[3], *call.video);
-  return SubmitStep(env, "videoStep", [video = call.video, frame = call.frame, reverse, rgb] {
-    return PropagateStep(*video, frame, reverse, rgb ? &*rgb : nullptr);
-  });
+  return core_->Queue(
+      env, "videoStep",
+      [video = call.video, frame = call.frame, reverse, rgb] { return PropagateStep(*video, frame, reverse, rgb ? &*rgb : nullptr); },
+      StepResultToJs);
 }
 
 Tracker::VideoFrame Tracker::VideoFrameArgs(const Napi::CallbackInfo& info, const char* op, bool rest_ok, const char* usage) {
@@ -186,41 +182,35 @@ Tracker::VideoFrame Tracker::VideoFrameArgs(const Napi::CallbackInfo& info, cons
   return {state, video, frame};
 }
 
-Napi::Value Tracker::SubmitStep(Napi::Env env, const char* label, std::function<StepResult()> step) {
-  Work work = [step = std::move(step)]() -> Finisher {
-    StepResult out = step();
-    return [out](Napi::Env env, Napi::Object) -> Napi::Value { return StepResultToJs(env, out); };
-  };
-  return core_->Submit(env, std::move(work), label);
-}
-
 Napi::Value Tracker::RemoveObject(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto video = VideoOf(info[0], "removeObject", "removeObject(video, objId)", Live(env, "removeObject"));
   if (info.Length() < 2 || !info[1].IsNumber()) ThrowInvalid(env, "removeObject(video, objId: number)");
   const int64_t id = info[1].As<Napi::Number>().Int64Value();
-  Work work = [video, id]() -> Finisher {
-    const bool found = sam3::RemoveObject(*video, id);
-    const int64_t mem = MemoryBytes(*video);
-    return [found, mem](Napi::Env env, Napi::Object) -> Napi::Value {
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("removed", found);
-      o.Set("memoryBytes", static_cast<double>(mem));
-      return o;
-    };
-  };
-  return core_->Submit(env, std::move(work), "videoRemoveObject");
+  return core_->Queue(
+      env, "videoRemoveObject",
+      [video, id] {
+        const bool removed = sam3::RemoveObject(*video, id);
+        return std::make_pair(removed, MemoryBytes(*video));
+      },
+      [](Napi::Env env, const std::pair<bool, int64_t>& res) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("removed", res.first);
+        o.Set("memoryBytes", static_cast<double>(res.second));
+        return o;
+      });
 }
 
 Napi::Value Tracker::Reset(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto video = VideoOf(info[0], "reset", "reset(video)", Live(env, "reset"));
-  Work work = [video]() -> Finisher {
-    ResetTrackingData(*video);
-    const int64_t mem = MemoryBytes(*video);
-    return [mem](Napi::Env env, Napi::Object) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(mem)); };
-  };
-  return core_->Submit(env, std::move(work), "videoReset");
+  return core_->Queue(
+      env, "videoReset",
+      [video] {
+        ResetTrackingData(*video);
+        return MemoryBytes(*video);
+      },
+      [](Napi::Env env, int64_t memory_bytes) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(memory_bytes)); });
 }
 
 }  // namespace sam3

@@ -5,7 +5,6 @@
 
 #include <napi.h>
 
-#include <functional>
 #include <memory>
 
 #include "binding/addon.h"
@@ -43,9 +42,6 @@ class Tracker : public EngineResource<Tracker, TrackerState> {
     int64_t frame;
   };
   VideoFrame VideoFrameArgs(const Napi::CallbackInfo& info, const char* op, bool rest_ok, const char* usage);
-
-  // Queues `step` (a prompt, a propagation step) on the engine; its StepResult resolves the promise.
-  Napi::Value SubmitStep(Napi::Env env, const char* label, std::function<StepResult()> step);
 };
 
 }  // namespace sam3
