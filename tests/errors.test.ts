@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 
 import { ErrorCode, Sam3Error, Sam3Model, createEngine } from '../src/index.js';
+import type { NativeTrackerOptions } from '../src/native.js';
 import { fixture, jpegImage, tempDir } from './helpers.js';
 
 function expectCode(code: string, pattern?: RegExp) {
@@ -174,5 +175,40 @@ describe('bad input', () => {
     const r = await model.segment(f, { text: 'cat' }, { threshold: 0 });
     assert.ok(r.numMasks > 0);
     f.dispose();
+  });
+});
+
+describe('native re-checks of the tracker options', () => {
+  it('loadTracker refuses a dtype it does not know, naming it, as loadModel does', async () => {
+    const { bundle } = await fixture();
+    // The library's own engine, with loadTracker wrapped to see the options the library passes.
+    const engine = createEngine('cpu', 2);
+    const native = engine.native;
+    const loadTracker = native.loadTracker.bind(native);
+    const passed: NativeTrackerOptions[] = [];
+    // (Native methods are read-only on the prototype: shadow it with an own property.)
+    Object.defineProperty(native, 'loadTracker', {
+      value: (options: NativeTrackerOptions) => {
+        passed.push(options);
+        return loadTracker(options);
+      },
+    });
+    const m = await Sam3Model.load(bundle, { engine, warmup: false });
+    try {
+      assert.equal(passed.length, 1);
+      for (const dtype of ['float64', 'int8']) {
+        assert.throws(
+          () => loadTracker({ ...passed[0]!, dtype }),
+          (err: { code?: string; message?: string }) => {
+            assert.equal(err.code, ErrorCode.InvalidArgument);
+            assert.match(err.message ?? '', new RegExp(`unsupported bundle dtype '${dtype}'`));
+            return true;
+          },
+        );
+      }
+    } finally {
+      m.dispose();
+      engine.close();
+    }
   });
 });

@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { ErrorCode, Sam3Model } from '../src/index.js';
-import { decodeRle } from '../src/index.js';
+import { ErrorCode, Sam3Model, createEngine, decodeRle } from '../src/index.js';
+import type { NativeTracker, NativeTrackerOptions } from '../src/native.js';
 import type { FrameSource, RgbFrame, VideoInfo } from '../src/video/source.js';
 import { fixture } from './helpers.js';
 
@@ -235,5 +235,43 @@ test('the memory bank stays bounded on a long video', async () => {
     assert.ok(at59 > 0);
   } finally {
     await session.dispose();
+  }
+});
+
+test('a tracker refuses a video session of another tracker in removeObject and reset, as in prompt and step', async () => {
+  const { bundle } = await fixture();
+  // The library's own engine, with loadTracker wrapped to keep the tracker it loads and to load a
+  // second one with the same options.
+  const engine = createEngine('cpu', 1);
+  const native = engine.native;
+  const loadTracker = native.loadTracker.bind(native);
+  const loaded: { options: NativeTrackerOptions; tracker: NativeTracker }[] = [];
+  // (Native methods are read-only on the prototype: shadow it with an own property.)
+  Object.defineProperty(native, 'loadTracker', {
+    value: async (options: NativeTrackerOptions) => {
+      const tracker = await loadTracker(options);
+      loaded.push({ options, tracker });
+      return tracker;
+    },
+  });
+  const m = await Sam3Model.load(bundle, { engine, warmup: false });
+  const other = await loadTracker(loaded[0]!.options);
+  const video = loaded[0]!.tracker.open({ numFrames: 3, width: W, height: H, featureCacheBytes: 0 });
+  try {
+    const refused = (op: string) => (err: { code?: string; message?: string }) => {
+      assert.equal(err.code, ErrorCode.InvalidArgument);
+      assert.equal(err.message, `${op}: this video session belongs to another tracker`);
+      return true;
+    };
+    const points = { objId: 1, points: new Float64Array([0.5, 0.5]), labels: new Int32Array([1]) };
+    assert.throws(() => other.prompt(video, 0, [points]), refused('prompt'));
+    assert.throws(() => other.step(video, 0, false), refused('step'));
+    assert.throws(() => other.removeObject(video, 1), refused('removeObject'));
+    assert.throws(() => other.reset(video), refused('reset'));
+  } finally {
+    video.dispose();
+    other.dispose();
+    m.dispose();
+    engine.close();
   }
 });

@@ -8,12 +8,14 @@
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/torch.h>
 
-#include "addon.h"
-#include "engine.h"
-#include "errors.h"
-#include "model.h"
-#include "video.h"
-#include "rle.h"
+#include "binding/addon.h"
+#include "binding/args.h"
+#include "binding/engine_wrap.h"
+#include "binding/handles.h"
+#include "binding/marshal.h"
+#include "binding/model_wrap.h"
+#include "binding/tracker_wrap.h"
+#include "core/rle.h"
 
 namespace sam3 {
 namespace {
@@ -25,8 +27,7 @@ Napi::Value RleEncodeJs(const Napi::CallbackInfo& info) {
   if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsNumber() || !info[2].IsNumber()) {
     ThrowInvalid(env, "rleEncode(mask: Uint8Array, height: number, width: number, order?: 'row' | 'column')");
   }
-  if (info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) ThrowInvalid(env, "rleEncode: mask must be a Uint8Array");
-  auto mask = info[0].As<Napi::Uint8Array>();
+  auto mask = TypedArrayArg<uint8_t>(info[0], "rleEncode: mask must be a Uint8Array");
   const int64_t h = info[1].As<Napi::Number>().Int64Value();
   const int64_t w = info[2].As<Napi::Number>().Int64Value();
   if (h <= 0 || w <= 0) ThrowInvalid(env, "rleEncode: height and width must be positive");

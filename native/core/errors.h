@@ -1,8 +1,6 @@
-// Errors that cross the native boundary. Every failure on the engine thread becomes a NativeError
-// with a stable code; the JS side turns it into an Error with `.code` set. Nothing aborts.
+// The error type core code throws: a plain C++ exception carrying a stable ERR_SAM3_* code. The
+// binding turns it into a JS Error with `.code` set (binding/js_errors.h); nothing here knows N-API.
 #pragma once
-
-#include <napi.h>
 
 #include <stdexcept>
 #include <string>
@@ -30,12 +28,8 @@ class NativeError : public std::runtime_error {
   std::string code_;
 };
 
-// Classifies the exception currently being handled (call inside a catch block).
+// Classifies the exception currently being handled (call inside a catch block): a NativeError keeps
+// its code, libtorch's out-of-memory errors become kOutOfMemory, anything else `default_code`.
 NativeError CurrentError(const char* default_code, const std::string& context);
-
-Napi::Error MakeJsError(Napi::Env env, const std::string& code, const std::string& message);
-
-// Throws a JS TypeError-like error with our code, for argument checks on the JS thread.
-[[noreturn]] void ThrowInvalid(Napi::Env env, const std::string& message);
 
 }  // namespace sam3

@@ -1,4 +1,4 @@
-#include "errors.h"
+#include "core/errors.h"
 
 #include <c10/util/Exception.h>
 
@@ -26,16 +26,6 @@ NativeError CurrentError(const char* default_code, const std::string& context) {
   } catch (...) {
     return NativeError(default_code, prefix + "unknown native error");
   }
-}
-
-Napi::Error MakeJsError(Napi::Env env, const std::string& code, const std::string& message) {
-  Napi::Error err = Napi::Error::New(env, message);
-  err.Set("code", Napi::String::New(env, code));
-  return err;
-}
-
-void ThrowInvalid(Napi::Env env, const std::string& message) {
-  throw MakeJsError(env, code::kInvalidArgument, message);
 }
 
 }  // namespace sam3

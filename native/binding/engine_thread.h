@@ -1,4 +1,5 @@
-// Engine: one dedicated inference thread per device with a FIFO job queue.
+// EngineCore: one dedicated inference thread per device with a FIFO job queue (the JS class that owns
+// it is binding/engine_wrap.h).
 //
 // All libtorch work for a device runs on this thread (never on the JS thread, never on libuv's pool:
 // each pool thread would become its own OpenMP master and oversubscribe the cores). A job is a
@@ -19,7 +20,7 @@
 
 #include <torch/torch.h>
 
-#include "errors.h"
+#include "binding/js_errors.h"
 
 namespace sam3 {
 
@@ -39,6 +40,16 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void Start(Napi::Env env);
   // Queues work; the returned promise settles on the JS thread.
   Napi::Promise Submit(Napi::Env env, Work work, std::string label, Napi::Object keep = Napi::Object());
+  // The usual job: `run` (a core call returning a plain result) on the engine thread, then
+  // to_js(env, result) on the JS thread for the promise's value.
+  template <typename Run, typename ToJs>
+  Napi::Promise Queue(Napi::Env env, std::string label, Run run, ToJs to_js) {
+    Work work = [run = std::move(run), to_js = std::move(to_js)]() -> Finisher {
+      auto result = run();
+      return [result = std::move(result), to_js](Napi::Env env, Napi::Object) -> Napi::Value { return to_js(env, result); };
+    };
+    return Submit(env, std::move(work), std::move(label));
+  }
   // Stops accepting jobs, lets queued ones fail with ENGINE_CLOSED, joins the thread.
   void Close();
 
@@ -67,24 +78,6 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   using Tsfn = Napi::TypedThreadSafeFunction<EngineCore, EngineTask, &EngineCore::Deliver>;
   Tsfn tsfn_;
   bool tsfn_live_ = false;
-};
-
-class Engine : public Napi::ObjectWrap<Engine> {
- public:
-  static Napi::Function Init(Napi::Env env);
-  explicit Engine(const Napi::CallbackInfo& info);
-  ~Engine() override;
-
-  std::shared_ptr<EngineCore> core() const { return core_; }
-
- private:
-  Napi::Value LoadModel(const Napi::CallbackInfo& info);
-  Napi::Value LoadTracker(const Napi::CallbackInfo& info);
-  Napi::Value Stats(const Napi::CallbackInfo& info);
-  Napi::Value Close(const Napi::CallbackInfo& info);
-  Napi::Value DeviceName(const Napi::CallbackInfo& info);
-
-  std::shared_ptr<EngineCore> core_;
 };
 
 }  // namespace sam3

@@ -1,13 +1,11 @@
-// SAM 3 video tracker: the tracker pieces of a bundle (Tracker) and per-video tracking state
-// (VideoState, wrapped by the VideoHandle JS class). The per-frame step mirrors transformers'
-// Sam3TrackerVideoModel.forward: per-object memory bank of conditioning frames (prompted) and
-// tracked frames, object pointers, occlusion scores, forward and reverse tracking.
+// The SAM 3 video tracker: a port of transformers' Sam3TrackerVideoModel tracking loop over the
+// tracker pieces of a bundle (TrackerState) and the state of one video (VideoState, transformers'
+// Sam3TrackerVideoInferenceSession): a per-object memory bank of conditioning frames (prompted)
+// and tracked frames, object pointers, occlusion scores, forward and reverse tracking.
 //
-// All tracking work runs on the engine thread (FIFO), so a session's state is only ever touched by
-// one thread; the JS side only holds a handle.
+// Torch only. All of it runs on the engine thread (FIFO), so a video's state is only ever touched
+// by one thread; the binding (binding/tracker_wrap.cc) holds handles and copies arguments.
 #pragma once
-
-#include <napi.h>
 
 #include <algorithm>
 #include <array>
@@ -20,10 +18,8 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
-#include "addon.h"
-#include "engine.h"
-#include "errors.h"
-#include "model.h"
+#include "core/detector.h"
+#include "core/preprocess.h"
 
 namespace sam3 {
 
@@ -49,7 +45,7 @@ struct TrackerState {
   torch::Device device{torch::kCPU};
   std::shared_ptr<ModelState> model;  // its ViT (vision_backbone) gives the tracker neck its input
   torch::jit::Module neck, decode_multi, decode_single, mask_prompt, mem_enc, mem_enc_points, mem_attn;
-  torch::Tensor mean, std;
+  ImageProcessor processor;
   double load_ms = 0;
 };
 
@@ -77,6 +73,7 @@ struct OrderedOuts {
     auto it = items.find(f);
     return it == items.end() ? nullptr : &it->second;
   }
+  const FrameOut* find(int64_t f) const { return const_cast<OrderedOuts*>(this)->find(f); }
   void put(int64_t f, FrameOut v) {
     if (!items.count(f)) order.push_back(f);
     items[f] = std::move(v);
@@ -115,37 +112,54 @@ struct VideoState {
   int64_t memory_window = 16;  // tracked frames kept per object around the front and prompts
 };
 
-class Tracker : public Napi::ObjectWrap<Tracker> {
- public:
-  static Napi::Function Init(Napi::Env env);
-  static Napi::Value Load(const Napi::CallbackInfo& info, std::shared_ptr<EngineCore> core);
-  explicit Tracker(const Napi::CallbackInfo& info);
+// Loads the tracker pieces onto `device`; the tracker runs `model`'s ViT. Engine thread.
+std::shared_ptr<TrackerState> LoadTracker(const TrackerConfig& c, const torch::Device& device, std::shared_ptr<ModelState> model);
 
- private:
-  Napi::Value Open(const Napi::CallbackInfo& info);
-  Napi::Value Prompt(const Napi::CallbackInfo& info);
-  Napi::Value Step(const Napi::CallbackInfo& info);
-  Napi::Value RemoveObject(const Napi::CallbackInfo& info);
-  Napi::Value Reset(const Napi::CallbackInfo& info);
-  Napi::Value Dispose(const Napi::CallbackInfo& info);
-
-  std::shared_ptr<TrackerState> Live(Napi::Env env, const char* op);
-
-  std::shared_ptr<TrackerState> state_;
-  std::shared_ptr<EngineCore> core_;
-  Napi::ObjectReference engine_;
+struct VideoOptions {
+  int64_t num_frames = 0;
+  int64_t width = 0, height = 0;
+  int64_t feature_cache_bytes = 0;
+  std::optional<int64_t> memory_window;
 };
 
-class VideoHandle : public StateHandle<VideoHandle, VideoState> {
- public:
-  static constexpr const char* kClassName = "VideoHandle";
-  static constexpr const char* kMadeBy = "use tracker.open()";
-  static constexpr const char* kHandleName = "a VideoHandle";
-  static constexpr const char* kDisposedMessage = "the video session has been closed";
-  static Napi::FunctionReference& Constructor(Napi::Env env) { return AddonData::Get(env)->video_ctor; }
+// A new, empty video state (no torch work: callable on any thread).
+std::shared_ptr<VideoState> OpenVideo(const std::shared_ptr<TrackerState>& tracker, const VideoOptions& options);
 
-  static Napi::Function Init(Napi::Env env);
-  explicit VideoHandle(const Napi::CallbackInfo& info) : StateHandle(info) {}
+// Normalised [x, y] pairs and their labels -> a point prompt in model pixels:
+// float32(normalised) * resolution, in float32, like the reference processor.
+PointInput MakePointInput(const std::vector<float>& xy, const std::vector<int32_t>& labels, int64_t resolution);
+
+// One object's prompt on a frame: points or a mask (video height x width uint8, CPU).
+struct PromptEntry {
+  int64_t id = 0;
+  std::optional<PointInput> points;
+  std::optional<torch::Tensor> mask;
 };
+
+// The outputs of one frame for every object.
+struct StepResult {
+  bool need_frame = false;  // the frame's features are not cached: call again with its pixels
+  int64_t frame = 0;
+  std::vector<int64_t> ids;
+  std::vector<std::string> masks;
+  std::vector<float> boxes, scores, logits;
+  int64_t memory_bytes = 0;
+  int64_t height = 0, width = 0;
+};
+
+// The frame's vision features come from (first match) the cache, `vit` (the frame's ViT output from
+// a detector pass) or `rgb` (CPU HWC uint8); with none of them the result asks for the frame.
+
+// Sam3TrackerVideoProcessor.add_inputs_to_inference_session for each entry, then forward on the frame.
+StepResult AddPrompts(VideoState& v, int64_t frame, const std::vector<PromptEntry>& entries, const torch::Tensor* rgb,
+                      const torch::Tensor* vit);
+// One step of propagate_in_video_iterator: forward on the frame for all objects.
+StepResult PropagateStep(VideoState& v, int64_t frame, bool reverse, const torch::Tensor* rgb);
+// Drops an object, its prompts and its memories; false when there is no such object.
+bool RemoveObject(VideoState& v, int64_t id);
+// Like reset_tracking_data: objects, prompts and memories go; cached frame features stay.
+void ResetTrackingData(VideoState& v);
+// Bytes held for the video: cached features and every object's memories and prompts.
+int64_t MemoryBytes(const VideoState& v);
 
 }  // namespace sam3

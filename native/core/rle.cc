@@ -1,4 +1,4 @@
-#include "rle.h"
+#include "core/rle.h"
 
 #include <cstring>
 
