@@ -54,7 +54,7 @@ export const manifestSchema = z.looseObject({
     // The mask decoder's pixel decoder, run only for prompts where some query passes the threshold.
     pixel_decoder: fileEntry,
     // The same decoder split at its linearity: pixel_skip once per image (its convolutions of the
-    // image's skip features), pixel_split per prompt after that (see native/model.cc Segment).
+    // image's skip features), pixel_split per prompt after that (see native/core/detector.cc Segment).
     pixel_skip: fileEntry,
     pixel_split: fileEntry,
     tokenizer: fileEntry,

@@ -1,6 +1,6 @@
 /**
  * Errors of the library. Every error has a stable `code`; native errors arrive with the same codes
- * (see native/errors.h) and are re-thrown as Sam3Error with the caller's stack, so a failure points
+ * (see native/core/errors.h) and are re-thrown as Sam3Error with the caller's stack, so a failure points
  * at user code rather than at the engine thread.
  */
 export const ErrorCode = {

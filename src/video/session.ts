@@ -1,6 +1,6 @@
 /**
  * Video tracking sessions: prompts on frames, propagation forward / backward / both, over the
- * native tracker (native/video.cc, a C++ port of Sam3TrackerVideoModel's tracking loop). Frames are
+ * native tracker (native/core/tracker.cc, a C++ port of Sam3TrackerVideoModel's tracking loop). Frames are
  * decoded lazily from a FrameSource; the native side caches their vision features (bounded) and
  * asks for a frame's pixels only when it does not hold its features.
  */
