@@ -152,11 +152,13 @@ def processor_files(image_size: int, mask_size: int) -> dict[str, dict]:
     }
 
 
-def build_model(preset: str = "tiny", image_size: int | None = None, seed: int = 0):
+def build_model(preset: str = "tiny", image_size: int | None = None, seed: int = 0, video_config: dict | None = None):
     """A ``Sam3VideoModel`` (detector + tracker, facebook/sam3's layout) with random weights. The
     parameters transformers initialises to zero in the tracker (no-memory/no-object
     embeddings, temporal encodings, biases, layer scales) are drawn at random too, so that every
-    path of the tracker changes the output and parity tests can see it."""
+    path of the tracker changes the output and parity tests can see it. ``video_config``: values of
+    Sam3VideoConfig's own (concept-tracking) fields, concept_config.parse_overrides' output; they
+    change config.json only, never the weights."""
     import torch
     from transformers import Sam3VideoConfig, Sam3VideoModel
     from transformers.utils import logging as hf_logging
@@ -165,7 +167,7 @@ def build_model(preset: str = "tiny", image_size: int | None = None, seed: int =
     hf_logging.disable_progress_bar()
     detector = sam3_config_dict(preset, image_size)
     size = DEFAULT_IMAGE_SIZE[preset] if image_size is None else int(image_size)
-    config = Sam3VideoConfig(detector_config=detector, tracker_config=tracker_config_dict(preset, detector, size))
+    config = Sam3VideoConfig(detector_config=detector, tracker_config=tracker_config_dict(preset, detector, size), **(video_config or {}))
     torch.manual_seed(seed)
     model = Sam3VideoModel(config).eval()
     gen = torch.Generator().manual_seed(seed + 1)
@@ -176,11 +178,11 @@ def build_model(preset: str = "tiny", image_size: int | None = None, seed: int =
     return model
 
 
-def make_checkpoint(out: str, seed: int = 0, image_size: int | None = None, preset: str = "tiny", log=None) -> str:
+def make_checkpoint(out: str, seed: int = 0, image_size: int | None = None, preset: str = "tiny", log=None, video_config: dict | None = None) -> str:
     """Writes a Hugging Face SAM 3 folder: config.json, model.safetensors, tokenizer files, processor
-    configs. Returns the folder."""
+    configs. Returns the folder. ``video_config``: see build_model."""
     log = log or (lambda msg: None)
-    model = build_model(preset, image_size, seed)
+    model = build_model(preset, image_size, seed, video_config)
     vision = model.config.detector_config.vision_config
     size = vision.backbone_config.image_size
     mask_size = vision.backbone_feature_sizes[0][0]
