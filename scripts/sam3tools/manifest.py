@@ -11,9 +11,10 @@ import platform
 
 from .checkpoint_io import sha256_file
 
-EXPORTER_VERSION = "6"
+EXPORTER_VERSION = "7"
 BUNDLE_FORMAT = "sam3-bundle"
-BUNDLE_FORMAT_VERSION = 6
+# 7: video.concept, the concept-tracking settings of the checkpoint's Sam3VideoConfig.
+BUNDLE_FORMAT_VERSION = 7
 # The detector's pieces, in the manifest's order (the tracker's: tracker_export.TRACKER_FILES).
 DETECTOR_FILES = ("vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes", "pixel_decoder", "pixel_skip", "pixel_split")
 SIGNATURES = {

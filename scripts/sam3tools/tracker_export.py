@@ -1,6 +1,6 @@
 """The video tracker half of a bundle: transformers' ``Sam3TrackerVideoModel`` as TorchScript pieces
 that the addon's C++ tracking loop drives (the loop itself, memory bank and object pointers, lives in
-native/video.cc and mirrors ``Sam3TrackerVideoModel.forward``). The pieces and their signatures are in
+native/core/tracker.cc and mirrors ``Sam3TrackerVideoModel.forward``). The pieces and their signatures are in
 tracker_pieces.py and memory_attention.py; every piece is checked against eager on inputs other than
 the trace inputs, the memory attention at several memory/pointer counts.
 
@@ -14,6 +14,7 @@ import time
 import torch
 
 from .checkpoint_io import CheckpointError, _first_line
+from .concept_config import concept_settings
 from .memory_attention import MemoryAttentionScript, eager_memory_conditioning
 from .trace import Tracer
 from .tracker_pieces import MemoryEncoderPiece, TrackerDecodePiece, TrackerMaskPromptPiece, TrackerNeckPiece, TrackerVisionEager
@@ -68,8 +69,10 @@ def backbone_fingerprint(backbone: torch.nn.Module) -> dict:
 
 
 def export_tracker(folder: str, out: str, dev, torch_dtype, resolution: int, log, fingerprint: dict | None = None) -> dict:
-    """Writes the tracker pieces into ``out``; returns the manifest's ``video`` section (without files).
-    ``fingerprint``: the detector's backbone_fingerprint, which the tracker's ViT must match."""
+    """Writes the tracker pieces into ``out``; returns the manifest's ``video`` section (without files),
+    with ``concept``: the concept-tracking settings of the checkpoint's Sam3VideoConfig
+    (concept_config.CONCEPT_FIELDS, by name). ``fingerprint``: the detector's backbone_fingerprint,
+    which the tracker's ViT must match."""
     t_all = time.time()
     tracker = load_tracker(folder, torch_dtype, dev)
     tracer = Tracer(out, dev, torch_dtype, log, seed=1)
@@ -83,6 +86,7 @@ def export_tracker(folder: str, out: str, dev, torch_dtype, resolution: int, log
         export_memory_encoders(tracer, tracker, inputs)
         export_memory_attention(tracer, tracker, inputs)
     result = video_section(tracker, inputs)
+    result["concept"] = concept_settings(folder)
     del tracker
     log(f"video tracker exported in {time.time() - t_all:.1f} s")
     return result

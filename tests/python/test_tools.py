@@ -314,13 +314,20 @@ class ExportTest(unittest.TestCase):
         with open(os.path.join(self.bundle, "manifest.json")) as fh:
             m = json.load(fh)
         self.assertEqual(m, self.manifest)
-        self.assertEqual((m["format"], m["format_version"]), ("sam3-bundle", 6))
+        self.assertEqual((m["format"], m["format_version"]), ("sam3-bundle", 7))
         self.assertEqual(m["source"]["model_type"], "sam3")
         self.assertEqual((m["device"], m["dtype"]), ("cpu", "float32"))
         self.assertEqual((m["resolution"], m["patch_size"], m["mask_size"]), (112, 14, 32))
         self.assertEqual((m["num_queries"], m["hidden_size"]), (20, 128))
         self.assertEqual((m["video"]["hidden_size"], m["video"]["memory_dim"], m["video"]["feature_size"]), (128, 64, 8))
         self.assertEqual(m["vit"], {"grid": 8, "hidden_size": 32})
+        # Bundle format 7: the concept-tracking settings, Sam3VideoConfig's defaults for this checkpoint
+        # (tests/python/test_concept.py checks that changed values are recorded).
+        from transformers import Sam3VideoConfig
+
+        from sam3tools.concept_config import CONCEPT_FIELDS
+
+        self.assertEqual(m["video"]["concept"], {k: getattr(Sam3VideoConfig, k) for k in CONCEPT_FIELDS})
         for name in ("tracker_neck", "tracker_decode_multi", "tracker_decode_single", "tracker_mask_prompt", "memory_encoder", "memory_encoder_points", "memory_attention"):
             self.assertIn(name, m["files"])
         self.assertEqual(m["text"], {"max_length": 32, "pad_token_id": 49407, "visual_prompt": "visual"})
