@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { ErrorCode, Sam3Error } from './errors.js';
 
 export const BUNDLE_FORMAT = 'sam3-bundle';
-export const BUNDLE_FORMAT_VERSION = 6;
+export const BUNDLE_FORMAT_VERSION = 7;
 
 const fileEntry = z.object({
   path: z.string().min(1),
@@ -22,6 +22,36 @@ const fileEntry = z.object({
 });
 
 const triple = z.tuple([z.number(), z.number(), z.number()]);
+
+const unit = z.number().min(0).max(1);
+const count = z.number().int().nonnegative();
+
+/** Sam3VideoConfig's fields for text-concept tracking in video, by their transformers names. */
+export const conceptSchema = z.looseObject({
+  score_threshold_detection: unit,
+  det_nms_thresh: unit,
+  assoc_iou_thresh: unit,
+  trk_assoc_iou_thresh: unit,
+  new_det_thresh: unit,
+  recondition_on_trk_masks: z.boolean(),
+  hotstart_delay: count,
+  hotstart_unmatch_thresh: count,
+  hotstart_dup_thresh: count,
+  suppress_unmatched_only_within_hotstart: z.boolean(),
+  init_trk_keep_alive: z.number().int(),
+  max_trk_keep_alive: z.number().int(),
+  min_trk_keep_alive: z.number().int(),
+  suppress_overlapping_based_on_recent_occlusion_threshold: unit,
+  decrease_trk_keep_alive_for_empty_masklets: z.boolean(),
+  fill_hole_area: count,
+  max_num_objects: z.number().int().positive(),
+  recondition_every_nth_frame: z.number().int(),
+  high_conf_thresh: unit,
+  high_iou_thresh: unit,
+  low_res_mask_size: z.number().int().positive(),
+});
+
+export type ConceptConfig = z.infer<typeof conceptSchema>;
 
 export const manifestSchema = z.looseObject({
   format: z.literal(BUNDLE_FORMAT),
@@ -80,6 +110,8 @@ export const manifestSchema = z.looseObject({
       multimask_min_pt_num: z.number().int(),
       multimask_max_pt_num: z.number().int(),
       multimask_output_for_tracking: z.boolean(),
+      /** Sam3VideoConfig's concept-tracking settings (detection, association, hotstart, suppression, hole filling). */
+      concept: conceptSchema,
     })
     .optional(),
 });
