@@ -35,6 +35,8 @@ export const ErrorCode = {
   Ffmpeg: 'ERR_SAM3_FFMPEG',
   /** Propagation asked of a video session that tracks no object yet. */
   NoObjects: 'ERR_SAM3_NO_OBJECTS',
+  /** A concept id the video session does not track (never added, or removed). */
+  UnknownConcept: 'ERR_SAM3_UNKNOWN_CONCEPT',
 
   // Codes of the serving layer (src/server): thrown by its services, mapped to HTTP at its edge.
   /** Every device's queue of image jobs is full (load shedding; retry later). */
@@ -75,6 +77,7 @@ export const USER_ERROR_CODES: ReadonlySet<string> = new Set([
   ErrorCode.SessionBusy,
   ErrorCode.UnknownObject,
   ErrorCode.NoObjects,
+  ErrorCode.UnknownConcept,
   ErrorCode.UnknownImageId,
   ErrorCode.FeatureCacheDisabled,
   ErrorCode.SessionNotFound,

@@ -5,7 +5,7 @@
  */
 import os from 'node:os';
 
-import { type Bundle, type BundleOptions, type Manifest, openBundle } from './bundle.js';
+import { type Bundle, type BundleOptions, type ConceptConfig, type Manifest, openBundle } from './bundle.js';
 import { detectorOptions, trackerOptions } from './bundle-pieces.js';
 import { HandleCache, type Lease } from './cache.js';
 import { Engine, createEngine, deviceBatchDefault } from './engine.js';
@@ -66,6 +66,8 @@ export interface LoadOptions extends BundleOptions, DecodeOptions {
   engine?: Engine;
   /** Load the bundle's video tracker when it has one. Default true. */
   video?: boolean;
+  /** Concept-tracking settings that replace the bundle's (manifest video.concept), by their Sam3VideoConfig names. */
+  concept?: Partial<ConceptConfig>;
 }
 
 interface NormalisedPrompt {
@@ -91,6 +93,7 @@ export class Sam3Model {
     private readonly headBatch: number,
     /** Images per vision-encoder pass (LoadOptions.encodeBatch). */
     readonly encodeBatch: number,
+    private readonly conceptOverrides: Partial<ConceptConfig>,
   ) {
     this.textCache = new HandleCache<NativeTextEmbedding>({ maxEntries: textCacheEntries });
   }
@@ -128,7 +131,7 @@ export class Sam3Model {
       if (options.minSide !== undefined) decode.minSide = options.minSide;
       const headBatch = options.headBatch ?? deviceBatchDefault(engine.device);
       const encodeBatch = options.encodeBatch ?? deviceBatchDefault(engine.device);
-      return new Sam3Model(bundle, native, engine, ownsEngine, tokenizer, decode, options.textCacheEntries ?? 1024, tracker, headBatch, encodeBatch);
+      return new Sam3Model(bundle, native, engine, ownsEngine, tokenizer, decode, options.textCacheEntries ?? 1024, tracker, headBatch, encodeBatch, { ...options.concept });
     } catch (err) {
       if (ownsEngine) engine.close();
       throw err;
@@ -256,6 +259,20 @@ export class Sam3Model {
   /** Whether the bundle carries the video tracker (exported from a sam3_video checkpoint). */
   get supportsVideo(): boolean {
     return this.tracker !== undefined;
+  }
+
+  /** The concept-tracking settings video sessions use: the bundle's, with LoadOptions.concept applied. */
+  get conceptConfig(): ConceptConfig | undefined {
+    const base = this.manifest.video?.concept;
+    return base ? { ...base, ...this.conceptOverrides } : undefined;
+  }
+
+  /** @internal A text's embedding for a video concept, owned by the caller (not from the cache). */
+  async encodeConceptText(text: string): Promise<NativeTextEmbedding> {
+    this.live('encodeConceptText');
+    const tokens = await this.tokenizer.encode([text]);
+    const res = await callNative(() => this.native.encodeTexts(tokens.ids, tokens.mask, tokens.count));
+    return res.embeddings[0]!;
   }
 
   /**

@@ -149,6 +149,33 @@ export interface NativeFrame {
   height: number;
 }
 
+/** Sam3VideoConfig's concept-tracking settings, by their transformers names (bundle.ts ConceptConfig). */
+export type NativeConceptConfig = Readonly<Record<string, unknown>>;
+
+/** One frame of concept tracking after post-processing: objects in id order. */
+export interface NativeConceptFrame {
+  frame: number;
+  objIds: number[];
+  /** Per object: the concept id (prompt id) that found it, -1 for objects of box/point prompts. */
+  concepts: number[];
+  masks: string[];
+  boxes: Float32Array;
+  /** The detection score of the object when it was found. */
+  scores: Float32Array;
+  /** The tracker's score on this frame (0 when it has none). */
+  trackerScores: Float32Array;
+  height: number;
+  width: number;
+}
+
+export interface NativeConceptTrack {
+  /** The frames ready to emit (a propagation holds frames back for hotstart_delay frames). */
+  frames: NativeConceptFrame[];
+  /** Every object the tracker holds after this frame, in creation order. */
+  tracked: number[];
+  memoryBytes: number;
+}
+
 export interface NativeTracker {
   open(options: { numFrames: number; width: number; height: number; featureCacheBytes: number; memoryWindow?: number }): NativeVideoHandle;
   prompt(
@@ -162,6 +189,18 @@ export interface NativeTracker {
   step(video: NativeVideoHandle, frame: number, reverse: boolean, rgb?: NativeFrame | null): Promise<NativeStepResult>;
   removeObject(video: NativeVideoHandle, objId: number): Promise<{ removed: boolean; memoryBytes: number }>;
   reset(video: NativeVideoHandle): Promise<number>;
+  /** Adds a text concept to the video (its prompt id); `config` applies from the first concept on. */
+  conceptAdd(video: NativeVideoHandle, text: NativeTextEmbedding, config: NativeConceptConfig, threshold?: number): Promise<number>;
+  /** Stops tracking a concept; resolves with the ids of the objects removed with it. */
+  conceptRemove(video: NativeVideoHandle, conceptId: number): Promise<number[]>;
+  /** Detection + tracking on one frame with every concept (features: the frame encoded with keepBackbone). */
+  conceptTrack(
+    video: NativeVideoHandle,
+    frame: number,
+    reverse: boolean,
+    features: NativeImageFeatures,
+    options: { mode: 'forward' | 'propagate'; first: boolean; last: boolean },
+  ): Promise<NativeConceptTrack>;
   dispose(): void;
 }
 

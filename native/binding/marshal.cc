@@ -22,15 +22,11 @@ Napi::Object TimingsToJs(Napi::Env env, std::initializer_list<std::pair<const ch
   return o;
 }
 
-namespace {
-
 Napi::Array RleStrings(Napi::Env env, const std::vector<std::string>& masks) {
   Napi::Array out = Napi::Array::New(env, masks.size());
   for (size_t i = 0; i < masks.size(); i++) out.Set(static_cast<uint32_t>(i), AsciiString(env, masks[i]));
   return out;
 }
-
-}  // namespace
 
 Napi::Object QueryResultToJs(Napi::Env env, const QueryResult& q, int64_t height, int64_t width) {
   Napi::Object o = Napi::Object::New(env);

@@ -22,6 +22,9 @@ Napi::Object TimingsToJs(Napi::Env env, std::initializer_list<std::pair<const ch
 
 Napi::Float32Array ToFloat32Array(Napi::Env env, const std::vector<float>& v);
 
+// COCO RLE strings as a JS array of strings.
+Napi::Array RleStrings(Napi::Env env, const std::vector<std::string>& masks);
+
 // NativeQueryResult: {scores, boxes, masks, height, width}.
 Napi::Object QueryResultToJs(Napi::Env env, const QueryResult& q, int64_t height, int64_t width);
 

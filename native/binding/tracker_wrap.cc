@@ -11,6 +11,7 @@
 #include "binding/js_errors.h"
 #include "binding/marshal.h"
 #include "binding/model_wrap.h"
+#include "core/concept.h"
 
 namespace sam3 {
 namespace {
@@ -86,6 +87,9 @@ Napi::Function Tracker::Init(Napi::Env env) {
                          InstanceMethod<&Tracker::Step>("step"),
                          InstanceMethod<&Tracker::RemoveObject>("removeObject"),
                          InstanceMethod<&Tracker::Reset>("reset"),
+                         InstanceMethod<&Tracker::ConceptAdd>("conceptAdd"),
+                         InstanceMethod<&Tracker::ConceptRemove>("conceptRemove"),
+                         InstanceMethod<&Tracker::ConceptTrack>("conceptTrack"),
                          InstanceMethod("dispose", static_cast<Method>(&Tracker::Dispose)),
                      });
 }
@@ -190,6 +194,7 @@ Napi::Value Tracker::RemoveObject(const Napi::CallbackInfo& info) {
   return core_->Queue(
       env, "videoRemoveObject",
       [video, id] {
+        if (video->concepts) video->concepts->obj_prompt.erase(id);
         const bool removed = sam3::RemoveObject(*video, id);
         return std::make_pair(removed, MemoryBytes(*video));
       },
@@ -208,6 +213,7 @@ Napi::Value Tracker::Reset(const Napi::CallbackInfo& info) {
       env, "videoReset",
       [video] {
         ResetTrackingData(*video);
+        video->concepts.reset();
         return MemoryBytes(*video);
       },
       [](Napi::Env env, int64_t memory_bytes) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(memory_bytes)); });

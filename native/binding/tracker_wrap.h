@@ -33,6 +33,10 @@ class Tracker : public EngineResource<Tracker, TrackerState> {
   Napi::Value Step(const Napi::CallbackInfo& info);
   Napi::Value RemoveObject(const Napi::CallbackInfo& info);
   Napi::Value Reset(const Napi::CallbackInfo& info);
+  // Concept tracking (binding/tracker_concepts.cc).
+  Napi::Value ConceptAdd(const Napi::CallbackInfo& info);
+  Napi::Value ConceptRemove(const Napi::CallbackInfo& info);
+  Napi::Value ConceptTrack(const Napi::CallbackInfo& info);
 
   // The arguments prompt() and step() begin with: (video, frame, ...) of a live tracker, the video
   // opened by it; `rest_ok` says whether the others fit `usage`.

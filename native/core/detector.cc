@@ -251,6 +251,28 @@ void RunHeadPass(ModelState& s, FeaturesState& feats, const std::vector<QuerySpe
 
 }  // namespace
 
+ConceptDetections DetectConcept(ModelState& s, FeaturesState& feats, const std::shared_ptr<TextState>& text, double min_score) {
+  std::vector<QuerySpec> queries(1);
+  queries[0].text = text;
+  auto out = RunTuple(s.head_text, HeadInputs(s, feats, queries, {0}, false), kHeadOutputs, "text head");
+  ConceptDetections d;
+  d.scores = (torch::sigmoid(out[0][0].to(torch::kFloat32)) * torch::sigmoid(out[2][0].to(torch::kFloat32))).contiguous();
+  d.boxes = out[1][0];
+  d.valid = (d.scores > min_score).nonzero().flatten();
+  const int64_t v = d.valid.numel();
+  if (v == 0) {
+    const int64_t m = s.config.mask_size;
+    d.masks = torch::zeros({0, m, m}, torch::TensorOptions().dtype(s.config.dtype).device(s.device));
+    return d;
+  }
+  SegmentTimings t;
+  torch::Tensor pixel = DecodePixels(s, feats, out[5], t)[0];
+  const int64_t mh = pixel.size(-2), mw = pixel.size(-1);
+  d.masks = (torch::mm(out[3][0].index_select(0, d.valid), pixel.reshape({pixel.size(0), mh * mw})).view({v, mh, mw}) +
+             out[4][0].index_select(0, d.valid).view({v, 1, 1}));
+  return d;
+}
+
 SegmentResult Segment(ModelState& s, FeaturesState& feats, const std::vector<QuerySpec>& queries, const SegmentOptions& opts) {
   SegmentResult res;
   res.queries.resize(queries.size());

@@ -137,6 +137,14 @@ struct SegmentResult {
   int64_t height = 0, width = 0;
 };
 
+// One text concept on an image, as Sam3VideoModel.run_detection reads the detector: every query's
+// score (sigmoid(logit) * sigmoid(presence), float32 [Q]) and box (xyxy normalised, [Q,4]), and the
+// mask logits [V,m,m] of the V queries scoring above min_score (`valid`, their indices, ascending).
+struct ConceptDetections {
+  torch::Tensor scores, boxes, valid, masks;
+};
+ConceptDetections DetectConcept(ModelState& s, FeaturesState& feats, const std::shared_ptr<TextState>& text, double min_score);
+
 // N prompts on one image's features: batched head passes (text-only prompts, then prompts with
 // boxes), query selection, the pixel decoder for the prompts that found something, and masks.
 SegmentResult Segment(ModelState& s, FeaturesState& feats, const std::vector<QuerySpec>& queries, const SegmentOptions& opts);

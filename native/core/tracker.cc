@@ -53,7 +53,8 @@ class Stepper {
 
   // Sam3TrackerVideoModel.forward(session, frame_idx, reverse) for all objects:
   // (low-res masks, score logit) per object.
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> Forward(int64_t frame, bool reverse, const FrameFeatures& f) {
+  // encode_memory false: run_mem_encoder=False (concept tracking encodes them after its planning).
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> Forward(int64_t frame, bool reverse, const FrameFeatures& f, bool encode_memory = true) {
     const size_t n = v_.objects.size();
     std::vector<std::pair<torch::Tensor, torch::Tensor>> result(n);
     std::vector<size_t> enc_objs;
@@ -86,7 +87,7 @@ class Stepper {
         stored.score_logit = out.score;
         (is_init ? obj.cond : obj.non_cond).put(frame, std::move(stored));
         result[i] = {out.low_res, out.score};
-        if (s_.config.num_maskmem > 0) {
+        if (encode_memory && s_.config.num_maskmem > 0) {
           enc_objs.push_back(i);
           enc_masks.push_back(out.high_res);
           enc_scores.push_back(out.score);
@@ -98,15 +99,6 @@ class Stepper {
     if (!enc_objs.empty()) BatchEncodeMemories(frame, f, enc_objs, enc_masks, enc_scores, enc_from_points);
     PruneMemories(v_, frame);
     return result;
-  }
-
- private:
-  void Touch(int64_t frame) {
-    auto it = std::find(v_.feature_lru.begin(), v_.feature_lru.end(), frame);
-    if (it != v_.feature_lru.end() && std::next(it) != v_.feature_lru.end()) {
-      v_.feature_lru.erase(it);
-      v_.feature_lru.push_back(frame);
-    }
   }
 
   // _batch_encode_memories: the frame's new memories for the objects that ran on it.
@@ -135,6 +127,15 @@ class Stepper {
           target->maskmem_pos = v_.maskmem_pos;
         }
       }
+    }
+  }
+
+ private:
+  void Touch(int64_t frame) {
+    auto it = std::find(v_.feature_lru.begin(), v_.feature_lru.end(), frame);
+    if (it != v_.feature_lru.end() && std::next(it) != v_.feature_lru.end()) {
+      v_.feature_lru.erase(it);
+      v_.feature_lru.push_back(frame);
     }
   }
 
@@ -301,6 +302,51 @@ StepResult AddPrompts(VideoState& v, int64_t frame, const std::vector<PromptEntr
   }
   v.new_inputs = ids;
   return Outputs(v, frame, stepper.Forward(frame, false, *f));
+}
+
+const FrameFeatures* FrameFeaturesFor(VideoState& v, int64_t frame, const torch::Tensor* rgb, const torch::Tensor* vit) {
+  return Stepper(v).PrepareVisionFeatures(frame, rgb, vit);
+}
+
+std::pair<torch::Tensor, torch::Tensor> TrackWithoutMemory(VideoState& v, int64_t frame, bool reverse, const FrameFeatures& f) {
+  auto per_obj = Stepper(v).Forward(frame, reverse, f, /*encode_memory=*/false);
+  std::vector<torch::Tensor> masks, scores;
+  for (auto& [m, sc] : per_obj) {
+    masks.push_back(m);
+    scores.push_back(sc.reshape({1, 1}));
+  }
+  return {torch::cat(masks, 0), torch::cat(scores, 0)};
+}
+
+void EncodeFrameMemories(VideoState& v, int64_t frame, const FrameFeatures& f, const torch::Tensor& masks, const torch::Tensor& score_logits) {
+  const int64_t n = masks.size(0);
+  std::vector<size_t> objs;
+  std::vector<torch::Tensor> m, sc;
+  for (int64_t i = 0; i < n; i++) {
+    objs.push_back(static_cast<size_t>(i));
+    m.push_back(masks.narrow(0, i, 1));
+    sc.push_back(score_logits.narrow(0, i, 1).reshape({1, 1, 1}));
+  }
+  if (!objs.empty()) Stepper(v).BatchEncodeMemories(frame, f, objs, m, sc, /*from_points=*/false);
+}
+
+void MakeConditioning(VideoState& v, size_t obj_idx, int64_t frame) {
+  ObjectState& obj = v.objects.at(obj_idx);
+  if (FrameOut* out = obj.non_cond.find(frame)) {
+    FrameOut moved = std::move(*out);
+    obj.non_cond.erase(frame);
+    obj.cond.put(frame, std::move(moved));
+  }
+}
+
+void AddMaskObjects(VideoState& v, int64_t frame, bool reverse, const std::vector<int64_t>& ids, const torch::Tensor& masks, const FrameFeatures& f) {
+  for (size_t i = 0; i < ids.size(); i++) {
+    ObjectState& obj = ObjectFor(v, ids[i]);
+    obj.masks[frame] = masks.narrow(0, static_cast<int64_t>(i), 1);
+    obj.points.erase(frame);
+  }
+  v.new_inputs = ids;
+  Stepper(v).Forward(frame, reverse, f);
 }
 
 StepResult PropagateStep(VideoState& v, int64_t frame, bool reverse, const torch::Tensor* rgb) {

@@ -97,8 +97,13 @@ struct ObjectState {
   std::map<int64_t, bool> tracked;          // frames_tracked_per_obj: frame -> reverse
 };
 
+struct ConceptState;  // core/concept.h
+struct ConceptFrame;
+
 struct VideoState {
   std::shared_ptr<TrackerState> tracker;
+  // Text concepts tracked in this video (core/concept.h); null until the first one is added.
+  std::shared_ptr<ConceptState> concepts;
   int64_t num_frames = 0;
   int64_t width = 0, height = 0;
   int64_t feature_cache_bytes = 0;
@@ -155,6 +160,21 @@ StepResult AddPrompts(VideoState& v, int64_t frame, const std::vector<PromptEntr
                       const torch::Tensor* vit);
 // One step of propagate_in_video_iterator: forward on the frame for all objects.
 StepResult PropagateStep(VideoState& v, int64_t frame, bool reverse, const torch::Tensor* rgb);
+// Concept tracking's calls into the tracking loop (core/concept.cc), as Sam3VideoModel makes them.
+// The frame's tracker features, from the cache, the frame's ViT output or its pixels (nullptr: neither given).
+const FrameFeatures* FrameFeaturesFor(VideoState& v, int64_t frame, const torch::Tensor* rgb, const torch::Tensor* vit);
+// run_tracker_propagation's tracker call (run_mem_encoder=False): every object on the frame;
+// low-res mask logits [N,1,m,m] and object score logits [N,1]. Needs at least one object.
+std::pair<torch::Tensor, torch::Tensor> TrackWithoutMemory(VideoState& v, int64_t frame, bool reverse, const FrameFeatures& f);
+// _tracker_update_memories' encoder call: the frame's memory of object i from masks[i] [N,1,m,m]
+// (logits through the sigmoid, not binarised) and score_logits[i] [N,1].
+void EncodeFrameMemories(VideoState& v, int64_t frame, const FrameFeatures& f, const torch::Tensor& masks, const torch::Tensor& score_logits);
+// The object's output on this frame becomes a conditioning frame (reconditioning).
+void MakeConditioning(VideoState& v, size_t obj_idx, int64_t frame);
+// _tracker_add_new_objects: mask inputs [N,1,R,R] (model resolution, float) for new object ids,
+// then the tracker on the frame with memory encoding (which also runs the other objects again).
+void AddMaskObjects(VideoState& v, int64_t frame, bool reverse, const std::vector<int64_t>& ids, const torch::Tensor& masks, const FrameFeatures& f);
+
 // Drops an object, its prompts and its memories; false when there is no such object.
 bool RemoveObject(VideoState& v, int64_t id);
 // Like reset_tracking_data: objects, prompts and memories go; cached frame features stay.

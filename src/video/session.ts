@@ -5,20 +5,21 @@
  * asks for a frame's pixels only when it does not hold its features.
  */
 import { ErrorCode, Sam3Error, callNative, invalid } from '../errors.js';
-import type { ImageFeatures } from '../features.js';
 import type { NativeFrame, NativePromptEntry, NativeStepResult, NativeTracker, NativeVideoHandle } from '../native.js';
-import { type Box, type PointLabel, checkCount, checkFrameIndex, promptText, validateBox, validatePoint, validatePointLabel, validateThreshold } from '../prompts.js';
-import { type RleMask, decodeRle } from '../rle.js';
+import { type Box, type PointLabel, checkCount, checkFrameIndex, validateBox, validatePoint, validatePointLabel, validateThreshold } from '../prompts.js';
+import type { RleMask } from '../rle.js';
+import { type ConceptDetector, type ConceptObject, type ConceptSummary, SessionConcepts, conceptText } from './concepts.js';
+import { type Direction, type PropagationRun, propagationRuns, releasedIfUnstarted } from './propagation.js';
 import type { FrameSource, VideoInfo } from './source.js';
 
+export type { Direction } from './propagation.js';
+
 /**
- * What a session needs of the image model (Sam3Model) for text prompts: its detector on a frame.
- * A structural type, so the session does not depend on the model's module.
+ * What a session needs of the image model (Sam3Model): the detector for text concepts. A
+ * structural type, so the session does not depend on the model's module.
  */
-export interface FrameDetector {
+export interface FrameDetector extends ConceptDetector {
   readonly device: string;
-  encodeImages(images: readonly { rgb: Uint8Array; width: number; height: number }[], options: { keepBackbone: boolean }): Promise<ImageFeatures[]>;
-  segment(features: ImageFeatures, prompt: { text: string }, options: { threshold: number }): Promise<{ masks: RleMask[] }>;
 }
 
 export interface VideoPoint {
@@ -60,16 +61,18 @@ export interface TrackedObject {
   id: number;
   mask: RleMask;
   box: Box;
+  /** Box/point objects: the tracker's object score; concept objects: the detection score they were found with. */
   score: number;
+  /** Box/point objects: the raw object-score logit; concept objects: the logit of the tracker's score on this frame. */
   logit: number;
+  /** The text of the concept that found the object; null for objects of box/point prompts. */
+  concept: string | null;
 }
 
 export interface FrameResult {
   frameIndex: number;
   objects: TrackedObject[];
 }
-
-export type Direction = 'forward' | 'backward' | 'both';
 
 export interface PropagateOptions {
   direction?: Direction;
@@ -89,6 +92,8 @@ export interface SessionStatus {
   device: string;
   lastActivity: number;
   propagating: boolean;
+  /** The session's text concepts and the objects each tracks now. */
+  concepts: ConceptSummary[];
 }
 
 export interface VideoSessionOptions {
@@ -117,6 +122,7 @@ export class VideoSession {
   private readonly removed = new Set<number>();
   private readonly promptFrames = new Map<number, Set<number>>();
   private readonly tracked = new Set<number>();
+  private readonly concepts: SessionConcepts;
   private promptCount = 0;
   private nextId = 1;
   private memory = 0;
@@ -127,7 +133,9 @@ export class VideoSession {
     private readonly tracker: NativeTracker,
     private readonly handle: NativeVideoHandle,
     readonly source: FrameSource,
-  ) {}
+  ) {
+    this.concepts = new SessionConcepts(detector, tracker, handle);
+  }
 
   /** @internal Sam3Model.openVideo is the public way in. */
   static async open(detector: FrameDetector, tracker: NativeTracker, source: FrameSource, options: VideoSessionOptions = {}): Promise<VideoSession> {
@@ -176,6 +184,7 @@ export class VideoSession {
       device: this.device,
       lastActivity: this.last,
       propagating: this.propagatingFlag,
+      concepts: this.concepts.list(this.objectIds),
     };
   }
 
@@ -191,13 +200,26 @@ export class VideoSession {
    */
   propagate(options: PropagateOptions = {}): AsyncGenerator<FrameResult> {
     this.ready('propagate');
-    const plan = this.plan(options);
+    const concepts = this.concepts.size > 0;
+    if (this.objectIds.length === 0 && !concepts) throw invalid('no objects to track: add a prompt first');
+    const starts = [...this.promptFrames.values()].flatMap((s) => [...s]);
+    const runs = propagationRuns(options, this.info.totalFrames, starts.length > 0 ? Math.min(...starts) : 0, concepts);
     this.propagatingFlag = true;
     const release = () => {
       this.propagatingFlag = false;
       this.last = Date.now();
     };
-    return releasedIfUnstarted(this.track(plan, options.signal, release), release);
+    const frames = concepts ? this.trackConcepts(runs, options.signal, release) : this.track(runs, options.signal, release);
+    return releasedIfUnstarted(frames, release);
+  }
+
+  /** Stops tracking a text concept and removes its objects; their ids. */
+  removeConcept(conceptId: number): Promise<number[]> {
+    return this.exclusive('removeConcept', async () => {
+      const removed = await this.concepts.remove(conceptId);
+      for (const id of removed) this.forget(id);
+      return removed;
+    });
   }
 
   removeObject(objId: number): Promise<void> {
@@ -206,9 +228,7 @@ export class VideoSession {
         throw new Sam3Error(ErrorCode.UnknownObject, `object ${objId} is not tracked in this session (tracked: ${this.objectIds.join(', ') || 'none'})`);
       }
       const res = await callNative(() => this.tracker.removeObject(this.handle, objId));
-      this.objectIds.splice(this.objectIds.indexOf(objId), 1);
-      this.promptFrames.delete(objId);
-      this.removed.add(objId);
+      this.forget(objId);
       this.memory = res.memoryBytes;
       this.last = Date.now();
     });
@@ -217,6 +237,7 @@ export class VideoSession {
   reset(): Promise<void> {
     return this.exclusive('reset', async () => {
       this.memory = await callNative(() => this.tracker.reset(this.handle));
+      this.concepts.clear();
       this.objectIds.length = 0;
       this.promptFrames.clear();
       this.removed.clear();
@@ -233,6 +254,7 @@ export class VideoSession {
     this.closingFlag = true;
     await this.chain.catch(() => undefined);
     this.disposedFlag = true;
+    this.concepts.clear();
     this.handle.dispose();
     await this.source.close();
   }
@@ -272,22 +294,12 @@ export class VideoSession {
     const frame = checkFrameIndex(prompt?.frameIndex, this.info.totalFrames, 'frameIndex');
     const hasGeometry = prompt.box !== undefined || (prompt.points !== undefined && prompt.points.length > 0);
     let entries: NativePromptEntry[];
-    // A text prompt's image features: their ViT output gives the tracker this frame's features
-    // without running the ViT a second time.
-    let detected: ImageFeatures | undefined;
     if (prompt.text !== undefined) {
       if (hasGeometry) throw invalid('a text prompt cannot be combined with a box or points in one request: send them separately');
       if (prompt.objId !== undefined && prompt.objId !== null) throw invalid('a text prompt creates a new object for every detection, so it takes no obj_id (objId): leave it out, or null');
-      const text = typeof prompt.text === 'string' ? promptText(prompt.text, 'text') : undefined;
-      if (text === undefined) throw invalid('text must be a non-empty string');
-      const threshold = prompt.threshold === undefined ? 0.5 : validateThreshold(prompt.threshold);
-      const found = await this.detect(frame, text, threshold);
-      entries = found.entries;
-      if (entries.length === 0) {
-        found.features.dispose();
-        return { frameIndex: frame, objId: null, objIds: [], masks: [], boxes: [], scores: [], logits: [] };
-      }
-      detected = found.features;
+      const text = conceptText(prompt.text);
+      const threshold = prompt.threshold === undefined ? undefined : validateThreshold(prompt.threshold);
+      return this.promptConcept(frame, text, threshold);
     } else if (prompt.mask !== undefined) {
       if (hasGeometry) throw invalid('a mask prompt cannot be combined with a box or points');
       if (!(prompt.mask instanceof Uint8Array) || prompt.mask.length !== this.info.width * this.info.height) {
@@ -310,17 +322,10 @@ export class VideoSession {
       }
       entries = [{ objId: id, points: Float64Array.from(coords), labels: Int32Array.from(labels) }];
     }
-    let res: NativeStepResult;
-    try {
-      res = await this.withFrame(frame, (rgb) => this.tracker.prompt(this.handle, frame, entries, rgb, detected?.native));
-    } finally {
-      detected?.dispose();
-    }
+    const res = await this.withFrame(frame, (rgb) => this.tracker.prompt(this.handle, frame, entries, rgb));
     for (const e of entries) {
       if (!this.objectIds.includes(e.objId)) this.objectIds.push(e.objId);
-      let frames = this.promptFrames.get(e.objId);
-      if (!frames) this.promptFrames.set(e.objId, (frames = new Set()));
-      frames.add(frame);
+      this.promptedOn(e.objId, frame);
     }
     this.promptCount++;
     const wanted = entries.map((e) => e.objId);
@@ -336,34 +341,34 @@ export class VideoSession {
     return out;
   }
 
-  /** The frame order of transformers' propagate_in_video_iterator: [frame, reverse] pairs. */
-  private plan(options: PropagateOptions): Array<[number, boolean]> {
-    if (this.objectIds.length === 0) throw invalid('no objects to track: add a prompt first');
-    const direction = options.direction ?? 'forward';
-    if (direction !== 'forward' && direction !== 'backward' && direction !== 'both') {
-      throw invalid(`direction must be forward, backward or both, got ${JSON.stringify(direction)}`);
+  /**
+   * A text prompt: the concept is added (the same text again is the same concept) and the frame is
+   * detected and tracked with every concept, as Sam3VideoModel's forward on one frame; the result
+   * holds the concept's objects on the frame.
+   */
+  private async promptConcept(frame: number, text: string, threshold: number | undefined): Promise<PromptResult> {
+    await this.concepts.add(text, threshold);
+    const res = await this.concepts.track(frame, false, await this.source.frame(frame), { mode: 'forward', first: false, last: false });
+    this.afterConceptStep(res.tracked, res.memoryBytes);
+    this.promptedOn(CONCEPT_KEY, frame);
+    this.promptCount++;
+    const out: PromptResult = { frameIndex: frame, objId: null, objIds: [], masks: [], boxes: [], scores: [], logits: [] };
+    for (const o of this.concepts.objects(res.frames[0]!)) {
+      if (o.concept !== text) continue;
+      out.objIds.push(o.id);
+      out.masks.push(o.mask);
+      out.boxes.push(o.box);
+      out.scores.push(o.score);
+      out.logits.push(logit(o.score));
     }
-    const n = this.info.totalFrames;
-    const start =
-      options.startFrameIndex === undefined || options.startFrameIndex === null
-        ? Math.min(...[...this.promptFrames.values()].flatMap((s) => [...s]))
-        : checkFrameIndex(options.startFrameIndex, n, 'startFrameIndex');
-    const max = options.maxFrames === undefined || options.maxFrames === null ? n : checkCount(options.maxFrames, 'maxFrames');
-    const plan: Array<[number, boolean]> = [];
-    if (direction !== 'backward') {
-      const end = Math.min(start + max, n - 1);
-      for (let f = start; f <= end; f++) plan.push([f, false]);
-    }
-    if (direction !== 'forward' && start > 0) {
-      const end = Math.max(start - max, 0);
-      for (let f = start; f >= end; f--) plan.push([f, true]);
-    }
-    return plan;
+    out.objId = out.objIds[0] ?? null;
+    return out;
   }
 
-  private async *track(plan: Array<[number, boolean]>, signal: AbortSignal | undefined, release: () => void): AsyncGenerator<FrameResult> {
+  private async *track(runs: PropagationRun[], signal: AbortSignal | undefined, release: () => void): AsyncGenerator<FrameResult> {
     try {
       await this.chain; // operations queued before this propagation finish first
+      const plan = runs.flatMap((r) => r.frames.map((f) => [f, r.reverse] as const));
       for (let i = 0; i < plan.length; i++) {
         if (signal?.aborted || this.closingFlag) return;
         const [frame, reverse] = plan[i]!;
@@ -380,6 +385,55 @@ export class VideoSession {
     }
   }
 
+  /** A propagation with concepts: every frame detects and tracks every concept (Sam3VideoModel). */
+  private async *trackConcepts(runs: PropagationRun[], signal: AbortSignal | undefined, release: () => void): AsyncGenerator<FrameResult> {
+    try {
+      await this.chain;
+      for (const run of runs) {
+        for (let i = 0; i < run.frames.length; i++) {
+          if (signal?.aborted || this.closingFlag) return;
+          const frame = run.frames[i]!;
+          const rgb = await this.source.frame(frame);
+          const next = run.frames[i + 1];
+          const pending = this.concepts.track(frame, run.reverse, rgb, { mode: 'propagate', first: i === 0, last: i === run.frames.length - 1 });
+          if (next !== undefined) this.source.frame(next).catch(() => undefined);
+          const res = await pending;
+          if (this.disposedFlag) return;
+          this.afterConceptStep(res.tracked, res.memoryBytes);
+          for (const f of res.frames) {
+            this.tracked.add(f.frame);
+            yield { frameIndex: f.frame, objects: this.concepts.objects(f).map((o) => conceptTracked(o)) };
+          }
+        }
+      }
+    } finally {
+      release();
+    }
+  }
+
+  /** After a concept step: the objects the tracker holds now (ids that left were removed by it). */
+  private afterConceptStep(tracked: number[], memoryBytes: number): void {
+    for (const id of this.objectIds) if (!tracked.includes(id)) this.forget(id);
+    this.objectIds.length = 0;
+    this.objectIds.push(...tracked);
+    this.memory = memoryBytes;
+    this.last = Date.now();
+  }
+
+  private promptedOn(key: number, frame: number): void {
+    let frames = this.promptFrames.get(key);
+    if (!frames) this.promptFrames.set(key, (frames = new Set()));
+    frames.add(frame);
+  }
+
+  /** An object is gone (removed by the client, with its concept, or by hotstart): its id is not reused. */
+  private forget(objId: number): void {
+    const i = this.objectIds.indexOf(objId);
+    if (i >= 0) this.objectIds.splice(i, 1);
+    this.promptFrames.delete(objId);
+    this.removed.add(objId);
+  }
+
   private objectIdFor(objId: number | null | undefined): number {
     if (objId === undefined || objId === null) {
       while (this.objectIds.includes(this.nextId) || this.removed.has(this.nextId)) this.nextId++;
@@ -390,19 +444,6 @@ export class VideoSession {
       throw new Sam3Error(ErrorCode.UnknownObject, `object ${objId} was removed from this session: prompt without objId to track a new object`);
     }
     return objId;
-  }
-
-  private async detect(frame: number, text: string, threshold: number): Promise<{ entries: NativePromptEntry[]; features: ImageFeatures }> {
-    const rgb = await this.source.frame(frame);
-    const [features] = await this.detector.encodeImages([{ rgb: rgb.rgb, width: rgb.width, height: rgb.height }], { keepBackbone: true });
-    try {
-      const seg = await this.detector.segment(features!, { text }, { threshold });
-      const entries = seg.masks.map((m) => ({ objId: this.objectIdFor(undefined), mask: decodeRle(m.counts, m.size[0], m.size[1]) }));
-      return { entries, features: features! };
-    } catch (err) {
-      features!.dispose();
-      throw err;
-    }
   }
 
   private async withFrame(frame: number, call: (rgb: NativeFrame | null) => Promise<NativeStepResult>): Promise<NativeStepResult> {
@@ -427,38 +468,21 @@ export class VideoSession {
         box: [b[4 * i]!, b[4 * i + 1]!, b[4 * i + 2]!, b[4 * i + 3]!],
         score: res.scores[i]!,
         logit: res.logits[i]!,
+        concept: this.concepts.conceptOf(res.objIds[i]!),
       });
     }
     return out;
   }
 }
 
-/**
- * A generator that has not started does not run its finally block on return(): this wrapper makes
- * return() / throw() before the first next() call `release` itself, so an abandoned, never-iterated
- * propagation does not leave the session busy.
- */
-function releasedIfUnstarted<T>(inner: AsyncGenerator<T>, release: () => void): AsyncGenerator<T> {
-  let started = false;
-  const first = () => {
-    if (started) return false;
-    started = true;
-    return true;
-  };
-  const gen: AsyncGenerator<T> = {
-    next: (...args: [] | [unknown]) => {
-      started = true;
-      return inner.next(...args);
-    },
-    return: (value) => {
-      if (first()) release();
-      return inner.return(value);
-    },
-    throw: (err) => {
-      if (first()) release();
-      return inner.throw(err);
-    },
-    [Symbol.asyncIterator]: () => gen,
-  } as AsyncGenerator<T>;
-  return gen;
+/** promptFrames' key for frames prompted with text (object ids are >= 0). */
+const CONCEPT_KEY = -1;
+
+function logit(p: number): number {
+  const q = Math.min(Math.max(p, 1e-6), 1 - 1e-6);
+  return Math.log(q / (1 - q));
+}
+
+function conceptTracked(o: ConceptObject): TrackedObject {
+  return { id: o.id, mask: o.mask, box: o.box, score: o.score, logit: logit(o.trackerScore), concept: o.concept };
 }
