@@ -31,7 +31,7 @@ export type { Sam3ErrorOptions } from './errors.js';
 export { Engine, createEngine, deviceBatchDefault } from './engine.js';
 export type { EngineStats } from './engine.js';
 export { openBundle, manifestSchema, BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION } from './bundle.js';
-export type { Bundle, Manifest, BundleOptions } from './bundle.js';
+export type { Bundle, ConceptConfig, Manifest, BundleOptions } from './bundle.js';
 export { decodeImage, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE } from './image.js';
 export type { DecodedImage, DecodeOptions, ImageInput, RgbImage } from './image.js';
 export { HandleCache } from './cache.js';

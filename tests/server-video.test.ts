@@ -542,7 +542,7 @@ describe('video API', () => {
       const mine = list.body.sessions.find((s: any) => s.session_id === id);
       assert.deepEqual(
         { ...mine, created_at: undefined, last_activity: undefined },
-        { session_id: id, video_info: b.video_info, video_path: 'clips/short.mp4', video_id: null, device: 'cpu#0', objects: [1], propagating: false, created_at: undefined, last_activity: undefined },
+        { session_id: id, video_info: b.video_info, video_path: 'clips/short.mp4', video_id: null, device: 'cpu#0', objects: [1], concepts: [], propagating: false, created_at: undefined, last_activity: undefined },
       );
       const health = await get(srv.base, '/health');
       assert.equal(health.body.active_sessions, list.body.count);

@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
 
+import type { ConceptConfig } from '../../index.js';
+
 /** The package root: src/server/core/ and dist/server/core/ are both three levels below it. */
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
@@ -99,7 +101,26 @@ const envSchema = z.object({
   SESSION_IDLE_TIMEOUT_SECONDS: num({ positive: true }).default(600),
   VIDEO_FRAME_CACHE_MB: num({ positive: true }).default(512),
   MAX_UPLOAD_MB: num({ positive: true }).default(500),
+  // Concept tracking: unset keys keep the bundle's Sam3VideoConfig value (manifest video.concept).
+  VIDEO_DETECTION_THRESHOLD: num({ min: 0, max: 1 }).optional(),
+  VIDEO_NEW_OBJECT_THRESHOLD: num({ min: 0, max: 1 }).optional(),
+  VIDEO_NMS_IOU_THRESHOLD: num({ min: 0, max: 1 }).optional(),
+  VIDEO_ASSOC_IOU_THRESHOLD: num({ min: 0, max: 1 }).optional(),
+  VIDEO_HOTSTART_DELAY: num({ int: true, min: 0 }).optional(),
+  VIDEO_MAX_OBJECTS: num({ int: true, min: 1 }).optional(),
+  VIDEO_FILL_HOLE_AREA: num({ int: true, min: 0 }).optional(),
 });
+
+/** The concept-tracking keys and the Sam3VideoConfig field each overrides. */
+const CONCEPT_KEYS = {
+  VIDEO_DETECTION_THRESHOLD: 'score_threshold_detection',
+  VIDEO_NEW_OBJECT_THRESHOLD: 'new_det_thresh',
+  VIDEO_NMS_IOU_THRESHOLD: 'det_nms_thresh',
+  VIDEO_ASSOC_IOU_THRESHOLD: 'assoc_iou_thresh',
+  VIDEO_HOTSTART_DELAY: 'hotstart_delay',
+  VIDEO_MAX_OBJECTS: 'max_num_objects',
+  VIDEO_FILL_HOLE_AREA: 'fill_hole_area',
+} as const;
 
 export interface ServerConfig {
   /** SAM3_CHECKPOINT verbatim: a path (relative to `root`) or a Hugging Face hub id. */
@@ -136,6 +157,8 @@ export interface ServerConfig {
     /** Per session: decoded frames plus tracker features (split in video/sessions.ts). */
     frameCacheBytes: number;
     maxUploadBytes: number;
+    /** Concept-tracking settings set by the environment (Sam3VideoConfig names); the rest are the bundle's. */
+    concept: Partial<ConceptConfig>;
   };
 }
 
@@ -224,6 +247,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       idleTimeoutMs: e.SESSION_IDLE_TIMEOUT_SECONDS * 1000,
       frameCacheBytes: Math.floor(e.VIDEO_FRAME_CACHE_MB * 1024 * 1024),
       maxUploadBytes: Math.floor(e.MAX_UPLOAD_MB * 1024 * 1024),
+      concept: Object.fromEntries(Object.entries(CONCEPT_KEYS).flatMap(([key, field]) => (e[key as keyof typeof CONCEPT_KEYS] === undefined ? [] : [[field, e[key as keyof typeof CONCEPT_KEYS]]]))),
     },
   };
 }

@@ -141,6 +141,7 @@ export class ModelPool {
             verify: config.verifyBundle && i === 0,
             maxPixels: config.limits.maxImagePixels,
             textCacheEntries: config.textCacheEntries,
+            concept: config.video.concept,
             ...(config.headBatch !== undefined ? { headBatch: config.headBatch } : {}),
             ...(config.batching.maxBatchSize !== undefined ? { encodeBatch: config.batching.maxBatchSize } : {}),
           });

@@ -96,6 +96,8 @@ export function healthRoutes(deps: AppDeps): AppRouter {
         session_idle_timeout_seconds: config.video.idleTimeoutMs / 1000,
         frame_cache_bytes_per_session: config.video.frameCacheBytes,
         max_upload_bytes: config.video.maxUploadBytes,
+        // Sam3VideoConfig's concept-tracking settings in force: the bundle's, with the environment's applied.
+        concept: model.conceptConfig ?? null,
       },
       limits: {
         max_body_bytes: config.limits.maxBodyBytes,

@@ -8,7 +8,7 @@ import type { VideoSchemas } from './schemas.js';
 const errors = errorResponses({
   400: 'Invalid input (bad JSON, unknown fields, prompt rules, a frame index out of range, a corrupt video); the message says what to change',
   403: 'video_path lies outside MEDIA_ROOT',
-  404: 'Unknown session (never opened, closed or expired), video_path / video_id or object',
+  404: 'Unknown session (never opened, closed or expired), video_path / video_id, object or concept',
   409: 'The session is propagating (one propagation at a time; other operations wait for it), the session id is taken, the object was removed, or the session has no prompt to propagate',
   413: 'Upload over MAX_UPLOAD_MB',
   415: 'Content-Type not accepted',
@@ -91,6 +91,14 @@ export function registerVideoPaths(registry: OpenAPIRegistry, s: VideoSchemas): 
     summary: 'Stop tracking one object',
     request: { params: sessionParam.extend({ obj_id: z.string().meta({ param: { name: 'obj_id', in: 'path' }, example: '1' }) }) },
     responses: { 200: { description: 'The objects left', content: json(s.RemoveObjectResponse) }, ...errors(400, 404, 409, 500) },
+  });
+  registry.registerPath({
+    method: 'delete',
+    path: '/api/v1/video/session/{session_id}/concept/{concept_id}',
+    tags,
+    summary: 'Stop tracking a text concept and remove its objects',
+    request: { params: sessionParam.extend({ concept_id: z.string().meta({ param: { name: 'concept_id', in: 'path' }, example: '0' }) }) },
+    responses: { 200: { description: 'The objects removed and the objects left', content: json(s.RemoveConceptResponse) }, ...errors(400, 404, 409, 500) },
   });
   registry.registerPath({
     method: 'post',

@@ -11,7 +11,7 @@ import path from 'node:path';
 import Router from '@koa/router';
 import multer from '@koa/multer';
 
-import { checkFrameIndex, ErrorCode, type FrameResult, MAX_POINTS_PER_PROMPT, openVideo, type PromptResult, Sam3Error, type VideoInfo, type VideoPrompt } from '../../index.js';
+import { checkFrameIndex, ErrorCode, type FrameResult, MAX_POINTS_PER_PROMPT, openVideo, type PromptResult, Sam3Error, type SessionStatus, type VideoInfo, type VideoPrompt } from '../../index.js';
 import { resolveMediaPath, resolveVideoId, storeUpload } from './media.js';
 import type { AppContext, AppDeps, AppRouter, AppState } from '../core/context.js';
 import { ApiCode, ApiError, validationError } from '../core/errors.js';
@@ -29,7 +29,11 @@ export function videoInfo(info: VideoInfo) {
 }
 
 export function frameBody(frame: FrameResult) {
-  return { frame_index: frame.frameIndex, objects: frame.objects.map((o) => ({ id: o.id, mask: o.mask, box: o.box, score: o.score })) };
+  return { frame_index: frame.frameIndex, objects: frame.objects.map((o) => ({ id: o.id, mask: o.mask, box: o.box, score: o.score, concept: o.concept })) };
+}
+
+function conceptsBody(concepts: SessionStatus['concepts']) {
+  return concepts.map((c) => ({ concept_id: c.id, text: c.text, objects: c.objects }));
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -59,8 +63,8 @@ export function toVideoPrompt(req: PromptRequest, defaultThreshold: number): Vid
   return prompt;
 }
 
-function promptBody(r: PromptResult) {
-  return { frame_index: r.frameIndex, obj_id: r.objId, obj_ids: r.objIds, masks: r.masks, boxes: r.boxes, scores: r.scores };
+function promptBody(r: PromptResult, concept: string | null) {
+  return { frame_index: r.frameIndex, obj_id: r.objId, obj_ids: r.objIds, masks: r.masks, boxes: r.boxes, scores: r.scores, concept };
 }
 
 export function statusBody(manager: SessionManager, s: ManagedSession) {
@@ -75,6 +79,7 @@ export function statusBody(manager: SessionManager, s: ManagedSession) {
     frames_tracked: st.framesTracked,
     objects: st.objects,
     num_objects: st.objects.length,
+    concepts: conceptsBody(st.concepts),
     prompts: st.prompts,
     memory_bytes: st.memoryBytes,
     propagating: s.propagating,
@@ -165,7 +170,7 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
     const req = parseOrThrow(schemas.PromptRequest, fields);
     checkFrameIndex(req.frame_index, s.info.totalFrames, 'frame_index');
     const prompt = toVideoPrompt(req, config.confidenceThreshold);
-    ctx.body = promptBody(await manager.prompt(s, prompt));
+    ctx.body = promptBody(await manager.prompt(s, prompt), prompt.text ?? null);
   });
 
   router.post('/session/:session_id/propagate', async (ctx) => {
@@ -209,6 +214,15 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
     ctx.body = { session_id: s.id, obj_id: objId, objects };
   });
 
+  router.delete('/session/:session_id/concept/:concept_id', async (ctx) => {
+    const s = sessionOf(ctx);
+    const raw = String(ctx.params.concept_id);
+    const conceptId = /^\d{1,9}$/.test(raw) ? Number(raw) : NaN;
+    if (!Number.isInteger(conceptId)) throw validationError(`concept_id '${raw}' in the path must be an integer concept id (see the session's status)`, { concept_id: raw });
+    const removed = await manager.removeConcept(s, conceptId);
+    ctx.body = { session_id: s.id, concept_id: conceptId, removed_objects: removed, objects: s.status().objects };
+  });
+
   router.post('/session/:session_id/reset', async (ctx) => {
     const s = sessionOf(ctx);
     await manager.reset(s);
@@ -224,8 +238,9 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
   router.get('/sessions', (ctx) => {
     const sessions = manager.list().map((s) => {
       let objects: number[] = [];
+      let concepts: SessionStatus['concepts'] = [];
       try {
-        objects = s.status().objects;
+        ({ objects, concepts } = s.status());
       } catch {
         // closing
       }
@@ -236,6 +251,7 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
         video_id: s.source.videoId,
         device: s.device,
         objects,
+        concepts: conceptsBody(concepts),
         propagating: s.propagating,
         created_at: iso(s.createdAt),
         last_activity: iso(s.lastUsed),
@@ -257,9 +273,10 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
   return router;
 }
 
-/** Propagation needs something to track (a text prompt that found nothing adds no object). */
+/** Propagation needs something to track: an object, or a text concept (which may find objects on later frames). */
 export function requireObjects(s: ManagedSession): void {
-  if (s.status().objects.length === 0) {
+  const st = s.status();
+  if (st.objects.length === 0 && st.concepts.length === 0) {
     throw new Sam3Error(ErrorCode.NoObjects, `session '${s.id}' tracks no objects yet; add a prompt with POST /api/v1/video/session/${s.id}/prompt before propagating`, { session_id: s.id });
   }
 }

@@ -61,8 +61,22 @@ export const VideoInfoSchema = z
   .meta({ id: 'VideoInfo', example: { total_frames: 300, fps: 30, resolution: { width: 1920, height: 1080 }, duration_seconds: 10 } });
 
 export const TrackedObjectSchema = z
-  .object({ id: z.number().int(), mask: FrameRleMaskSchema, box: BoxOutSchema, score: z.number() })
-  .meta({ id: 'TrackedObject', example: { id: 1, mask: { size: [1080, 1920], counts: 'PPa03o>2N1O1N2M3L4...' }, box: [0.5, 0.5, 0.2, 0.3], score: 0.93 } });
+  .object({
+    id: z.number().int(),
+    mask: FrameRleMaskSchema,
+    box: BoxOutSchema,
+    score: z.number().meta({ description: 'Box/point objects: the tracker\'s object score on this frame; concept objects: the detection score they were found with' }),
+    concept: z.string().nullable().meta({ description: 'The text prompt (concept) that found the object; null for objects of box/point prompts' }),
+  })
+  .meta({ id: 'TrackedObject', example: { id: 1, mask: { size: [1080, 1920], counts: 'PPa03o>2N1O1N2M3L4...' }, box: [0.5, 0.5, 0.2, 0.3], score: 0.93, concept: 'person' } });
+
+export const ConceptSchema = z
+  .object({
+    concept_id: z.number().int(),
+    text: z.string(),
+    objects: z.array(z.number().int()).meta({ description: 'Objects of the concept tracked now' }),
+  })
+  .meta({ id: 'VideoConcept', description: 'A text concept of the session: every instance is detected and tracked on every frame a propagation visits.' });
 
 export const FrameResultSchema = z.object({ frame_index: z.number().int(), objects: z.array(TrackedObjectSchema) }).meta({ id: 'FrameResult' });
 
@@ -144,6 +158,7 @@ export function makeVideoSchemas(limits: VideoSchemaLimits) {
       masks: z.array(FrameRleMaskSchema),
       boxes: z.array(BoxOutSchema),
       scores: z.array(z.number()),
+      concept: z.string().nullable().meta({ description: 'A text prompt: its concept (the objects listed are the concept\'s on this frame); null for box/point prompts' }),
     })
     .meta({ id: 'VideoPromptResponse' });
 
@@ -190,6 +205,7 @@ export function makeVideoSchemas(limits: VideoSchemaLimits) {
       video_id: z.string().nullable(),
       device: z.string(),
       objects: z.array(z.number().int()),
+      concepts: z.array(ConceptSchema),
       propagating: z.boolean(),
       created_at: iso,
       last_activity: iso,
@@ -206,6 +222,7 @@ export function makeVideoSchemas(limits: VideoSchemaLimits) {
       frames_tracked: z.number().int().meta({ description: 'Frames that have tracking results' }),
       objects: z.array(z.number().int()),
       num_objects: z.number().int(),
+      concepts: z.array(ConceptSchema),
       prompts: z.number().int(),
       memory_bytes: z.number().int().meta({ description: 'Memory the session holds (tracker state, cached features and frames)' }),
       propagating: z.boolean(),
@@ -222,6 +239,14 @@ export function makeVideoSchemas(limits: VideoSchemaLimits) {
   const RemoveObjectResponse = z
     .object({ session_id: z.string(), obj_id: z.number().int(), objects: z.array(z.number().int()).meta({ description: 'Objects left' }) })
     .meta({ id: 'RemoveObjectResponse' });
+  const RemoveConceptResponse = z
+    .object({
+      session_id: z.string(),
+      concept_id: z.number().int(),
+      removed_objects: z.array(z.number().int()).meta({ description: 'The concept\'s objects, removed with it' }),
+      objects: z.array(z.number().int()).meta({ description: 'Objects left' }),
+    })
+    .meta({ id: 'RemoveConceptResponse' });
   const ResetResponse = z.object({ session_id: z.string(), status: z.literal('ready'), objects: z.array(z.number().int()) }).meta({ id: 'ResetSessionResponse' });
   const CloseResponse = z.object({ session_id: z.string(), status: z.literal('closed') }).meta({ id: 'CloseSessionResponse' });
 
@@ -238,6 +263,7 @@ export function makeVideoSchemas(limits: VideoSchemaLimits) {
     SessionStatus,
     SessionList,
     RemoveObjectResponse,
+    RemoveConceptResponse,
     ResetResponse,
     CloseResponse,
   };

@@ -207,6 +207,11 @@ export class SessionManager {
     });
   }
 
+  /** Stops tracking a text concept; the ids of the objects removed with it. */
+  removeConcept(s: ManagedSession, conceptId: number): Promise<number[]> {
+    return this.operation(s, () => s.session.removeConcept(conceptId));
+  }
+
   reset(s: ManagedSession): Promise<void> {
     return this.operation(s, () => s.session.reset());
   }
