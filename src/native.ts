@@ -215,6 +215,10 @@ export interface NativeEngine {
 export interface NativeAddon {
   Engine: new (device: string, threads?: number) => NativeEngine;
   rleEncode(mask: Uint8Array, height: number, width: number, order?: 'row' | 'column'): string;
+  /** Each foreground pixel's 8-connected component area (tests of native/core/mask_ops). */
+  componentAreas(mask: Uint8Array, batch: number, height: number, width: number): Int32Array;
+  /** fill_holes_in_mask_scores on [batch, 1, height, width] logits (tests of native/core/mask_ops). */
+  fillHoles(logits: Float32Array, batch: number, height: number, width: number, maxArea: number): Float32Array;
   runtimeInfo(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; interopThreads: number; defaultThreads: number };
 }
 

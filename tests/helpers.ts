@@ -20,7 +20,7 @@ export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const python = process.env.SAM3_PYTHON ?? path.join(root, '.venv', 'bin', 'python');
 
 /** Hash of the Python tools: a cached fixture is rebuilt when they change. */
-function toolsHash(): string {
+export function toolsHash(): string {
   const h = createHash('sha256');
   const dirs = [path.join(root, 'scripts'), path.join(root, 'scripts', 'sam3tools')];
   for (const dir of dirs) {

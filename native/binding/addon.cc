@@ -15,6 +15,7 @@
 #include "binding/marshal.h"
 #include "binding/model_wrap.h"
 #include "binding/tracker_wrap.h"
+#include "core/mask_ops.h"
 #include "core/rle.h"
 
 namespace sam3 {
@@ -40,6 +41,42 @@ Napi::Value RleEncodeJs(const Napi::CallbackInfo& info) {
   }
   if (!row_major) return AsciiString(env, RleEncode(mask.Data(), h, w));
   return AsciiString(env, RleEncodeRowMajor(mask.Data(), h, w));
+}
+
+// The shape arguments (batch, height, width) of the mask helpers, checked against `n` elements.
+std::array<int64_t, 3> MaskShape(const Napi::CallbackInfo& info, size_t n, const char* usage) {
+  Napi::Env env = info.Env();
+  std::array<int64_t, 3> s{};
+  for (int i = 0; i < 3; i++) s[i] = IntValue(info[i + 1], usage, 1, 1 << 16);
+  if (static_cast<size_t>(s[0] * s[1] * s[2]) != n) ThrowInvalid(env, std::string(usage) + ": the array must hold batch*height*width elements");
+  return s;
+}
+
+// componentAreas(mask: Uint8Array, batch, height, width) -> Int32Array: each foreground pixel's
+// 8-connected component area (0 on the background). Synchronous; for tests of core/mask_ops.
+Napi::Value ComponentAreasJs(const Napi::CallbackInfo& info) {
+  const char* usage = "componentAreas(mask: Uint8Array, batch, height, width)";
+  auto mask = TypedArrayArg<uint8_t>(info[0], usage);
+  auto [b, h, w] = MaskShape(info, mask.ElementLength(), usage);
+  torch::Tensor t = torch::from_blob(mask.Data(), {b, 1, h, w}, torch::kUInt8).clone();
+  torch::Tensor areas = ComponentAreas(t).contiguous();
+  auto out = Napi::Int32Array::New(info.Env(), static_cast<size_t>(b * h * w));
+  std::memcpy(out.Data(), areas.data_ptr<int32_t>(), out.ByteLength());
+  return out;
+}
+
+// fillHoles(logits: Float32Array, batch, height, width, maxArea) -> Float32Array: the masks after
+// hole filling and sprinkle removal (fill_holes_in_mask_scores). Synchronous; for tests.
+Napi::Value FillHolesJs(const Napi::CallbackInfo& info) {
+  const char* usage = "fillHoles(logits: Float32Array, batch, height, width, maxArea)";
+  auto logits = TypedArrayArg<float>(info[0], usage);
+  auto [b, h, w] = MaskShape(info, logits.ElementLength(), usage);
+  const int64_t max_area = IntValue(info[4], usage, 0);
+  torch::Tensor t = torch::from_blob(logits.Data(), {b, 1, h, w}, torch::kFloat32).clone();
+  torch::Tensor filled = FillHolesInMaskScores(t, max_area).contiguous();
+  auto out = Napi::Float32Array::New(info.Env(), static_cast<size_t>(b * h * w));
+  std::memcpy(out.Data(), filled.data_ptr<float>(), out.ByteLength());
+  return out;
 }
 
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
@@ -88,6 +125,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("VideoHandle", video);
   exports.Set("rleEncode", Napi::Function::New(env, RleEncodeJs, "rleEncode"));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
+  exports.Set("componentAreas", Napi::Function::New(env, ComponentAreasJs, "componentAreas"));
+  exports.Set("fillHoles", Napi::Function::New(env, FillHolesJs, "fillHoles"));
   return exports;
 }
 

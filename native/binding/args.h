@@ -50,7 +50,7 @@ class OptionReader {
 // read as "<what> '<key>'".
 OptionReader OptionsArg(const Napi::Value& v, const std::string& usage, std::string what);
 
-// A typed array of element type E (uint8_t, int32_t, double); anything else throws `message`.
+// A typed array of element type E (uint8_t, int32_t, float, double); anything else throws `message`.
 template <typename E>
 Napi::TypedArrayOf<E> TypedArrayArg(const Napi::Value& v, const std::string& message) {
   napi_typedarray_type type;
@@ -58,6 +58,8 @@ Napi::TypedArrayOf<E> TypedArrayArg(const Napi::Value& v, const std::string& mes
     type = napi_uint8_array;
   } else if constexpr (std::is_same_v<E, int32_t>) {
     type = napi_int32_array;
+  } else if constexpr (std::is_same_v<E, float>) {
+    type = napi_float32_array;
   } else {
     static_assert(std::is_same_v<E, double>, "TypedArrayArg: add the element type");
     type = napi_float64_array;

@@ -354,6 +354,11 @@ ConceptFrame DetTrackOneFrame(VideoState& v, ConceptState& cs, ModelState& model
   out.scores = cs.obj_score;
   out.tracker_scores = frame_scores;
   out.suppressed = cs.suppressed[frame];
+  // Only the frame at hand reads its tracker scores (a frame visited again sets every score it
+  // shows anew), so a long video keeps no other frame's (transformers keeps every frame's); a
+  // frame's suppressed ids stay hidden when it is visited again, so only empty sets go.
+  std::erase_if(cs.tracker_score, [frame](const auto& e) { return e.first != frame; });
+  std::erase_if(cs.suppressed, [frame](const auto& e) { return e.first != frame && e.second.empty(); });
   return out;
 }
 

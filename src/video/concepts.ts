@@ -154,3 +154,14 @@ export function conceptText(text: unknown): string {
   if (t === '') throw invalid('text must be a non-empty string');
   return t;
 }
+
+/** The logit of a probability (clamped away from 0 and 1). */
+export function logit(p: number): number {
+  const q = Math.min(Math.max(p, 1e-6), 1 - 1e-6);
+  return Math.log(q / (1 - q));
+}
+
+/** A concept object as the session's TrackedObject: its logit is the tracker's score's. */
+export function conceptTracked(o: ConceptObject): { id: number; mask: ConceptObject['mask']; box: Box; score: number; logit: number; concept: string | null } {
+  return { id: o.id, mask: o.mask, box: o.box, score: o.score, logit: logit(o.trackerScore), concept: o.concept };
+}

@@ -8,7 +8,7 @@ import { ErrorCode, Sam3Error, callNative, invalid } from '../errors.js';
 import type { NativeFrame, NativePromptEntry, NativeStepResult, NativeTracker, NativeVideoHandle } from '../native.js';
 import { type Box, type PointLabel, checkCount, checkFrameIndex, validateBox, validatePoint, validatePointLabel, validateThreshold } from '../prompts.js';
 import type { RleMask } from '../rle.js';
-import { type ConceptDetector, type ConceptObject, type ConceptSummary, SessionConcepts, conceptText } from './concepts.js';
+import { type ConceptDetector, type ConceptSummary, SessionConcepts, conceptText, conceptTracked, logit } from './concepts.js';
 import { type Direction, type PropagationRun, propagationRuns, releasedIfUnstarted } from './propagation.js';
 import type { FrameSource, VideoInfo } from './source.js';
 
@@ -211,6 +211,19 @@ export class VideoSession {
     };
     const frames = concepts ? this.trackConcepts(runs, options.signal, release) : this.track(runs, options.signal, release);
     return releasedIfUnstarted(frames, release);
+  }
+
+  /**
+   * Adds a text concept without running any frame (transformers' add_text_prompt): the next
+   * propagation detects and tracks it from its first frame on. The same text again is the same
+   * concept. `threshold` replaces the detection threshold for this concept.
+   */
+  addConcept(text: string, options: { threshold?: number } = {}): Promise<{ conceptId: number; text: string }> {
+    return this.exclusive('addConcept', async () => {
+      const t = conceptText(text);
+      const concept = await this.concepts.add(t, options.threshold === undefined ? undefined : validateThreshold(options.threshold));
+      return { conceptId: concept.id, text: t };
+    });
   }
 
   /** Stops tracking a text concept and removes its objects; their ids. */
@@ -477,12 +490,3 @@ export class VideoSession {
 
 /** promptFrames' key for frames prompted with text (object ids are >= 0). */
 const CONCEPT_KEY = -1;
-
-function logit(p: number): number {
-  const q = Math.min(Math.max(p, 1e-6), 1 - 1e-6);
-  return Math.log(q / (1 - q));
-}
-
-function conceptTracked(o: ConceptObject): TrackedObject {
-  return { id: o.id, mask: o.mask, box: o.box, score: o.score, logit: logit(o.trackerScore), concept: o.concept };
-}

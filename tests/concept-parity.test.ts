@@ -1,0 +1,158 @@
+/**
+ * Concept-tracking parity: our native port of Sam3VideoModel's per-frame loop against transformers'
+ * eager Sam3VideoModel + Sam3VideoProcessor (scripts/make_concept_reference.py) on the same tiny
+ * random sam3_video checkpoint and frames. The reference gives transformers the pure-torch mask NMS
+ * and connected components it otherwise skips (sam3tools/cv_kernels.py), so the whole algorithm is
+ * compared: detection with NMS, association, new objects (some entering late), hotstart buffering
+ * and removals (duplicates and unmatched), keep-alive suppression, occlusion suppression,
+ * reconditioning, hole filling, the object cap, forward and backward, two concepts.
+ *
+ * Per frame, in the order frames come out: the object ids, their masks (COCO RLE at the video size),
+ * detection scores and boxes. The checkpoint's thresholds are set so that the random detector finds
+ * objects (concept_demo.py explains each); the reference's statistics show every mechanism fired.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { before, describe, it } from 'node:test';
+
+import sharp from 'sharp';
+
+import { type FrameResult, type PropagateOptions, Sam3Model } from '../src/index.js';
+import type { FrameSource, RgbFrame, VideoInfo } from '../src/video/source.js';
+import { pixelDiff, py, root, toolsHash } from './helpers.js';
+
+interface RefFrame {
+  frame_index: number;
+  object_ids: number[];
+  scores: number[];
+  masks: { size: [number, number]; counts: string }[];
+  boxes: number[][];
+  prompt_to_obj_ids: Record<string, number[]>;
+}
+
+interface RefCase {
+  prompts: string[];
+  direction: 'forward' | 'backward';
+  start_frame_index: number;
+  max_frames: number | null;
+  settings: Record<string, number | boolean>;
+  frames: RefFrame[];
+  stats: Record<string, unknown>;
+}
+
+/** The concept fixture: frames, checkpoint, bundle and reference, cached by the Python tools' hash. */
+async function conceptFixture(): Promise<{ dir: string; bundle: string; cases: Record<string, RefCase> }> {
+  const dir = path.join(root, '.cache', 'fixtures', `concept-${toolsHash()}`);
+  const ref = path.join(dir, 'reference.json');
+  if (!existsSync(ref)) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const ck = path.join(dir, 'checkpoint');
+    const printed = await py(['scripts/make_concept_demo.py', '--out', dir, '--checkpoint-folder', ck]);
+    const args = printed.trim().split('\n').pop()!.split(' ');
+    await py(['scripts/make_tiny_checkpoint.py', ...args]);
+    await py(['scripts/export_sam3.py', '--checkpoint', ck, '--out', path.join(dir, 'bundle')]);
+    await py(['scripts/make_concept_reference.py', '--checkpoint', ck, '--cases', path.join(dir, 'cases.json'), '--out', `${ref}.tmp`], 1_800_000);
+    writeFileSync(ref, readFileSync(`${ref}.tmp`));
+  }
+  return { dir, bundle: path.join(dir, 'bundle'), cases: JSON.parse(readFileSync(ref, 'utf8')).cases };
+}
+
+/** The fixture's PNG frames, in memory. */
+class PngFrames implements FrameSource {
+  readonly info: VideoInfo;
+  readonly path = 'concept-frames';
+  constructor(private readonly frames: RgbFrame[]) {
+    const { width, height } = frames[0]!;
+    this.info = { totalFrames: frames.length, fps: 10, width, height, durationSeconds: frames.length / 10 };
+  }
+  static async load(dir: string): Promise<PngFrames> {
+    const frames: RgbFrame[] = [];
+    for (let t = 0; existsSync(path.join(dir, `frame_${String(t).padStart(3, '0')}.png`)); t++) {
+      const { data, info } = await sharp(path.join(dir, `frame_${String(t).padStart(3, '0')}.png`)).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+      frames.push({ rgb: data, width: info.width, height: info.height });
+    }
+    return new PngFrames(frames);
+  }
+  async frame(i: number): Promise<RgbFrame> {
+    return this.frames[i]!;
+  }
+  cachedBytes(): number {
+    return 0;
+  }
+  async close(): Promise<void> {}
+}
+
+/**
+ * Our propagation for a reference case. Our backward run includes its start frame, transformers'
+ * reverse iterator starts one frame before it: the reference's backward start s is our s - 1, and
+ * its max_frames m our m - 1.
+ */
+function ourOptions(c: RefCase): PropagateOptions {
+  if (c.direction === 'forward') return { direction: 'forward', startFrameIndex: c.start_frame_index, maxFrames: c.max_frames };
+  return { direction: 'backward', startFrameIndex: c.start_frame_index - 1, maxFrames: c.max_frames === null ? null : c.max_frames - 1 };
+}
+
+let fx: Awaited<ReturnType<typeof conceptFixture>>;
+let frames: PngFrames;
+
+before(async () => {
+  fx = await conceptFixture();
+  frames = await PngFrames.load(path.join(fx.dir, 'frames'));
+});
+
+describe('concept tracking parity with transformers eager Sam3VideoModel', () => {
+  it('the reference exercises every mechanism of the algorithm', () => {
+    const total = (key: string) => Object.values(fx.cases).reduce((n, c) => n + Number(c.stats[key] ?? 0), 0);
+    for (const key of ['nms_suppressed', 'objects_created_after_first_frame', 'hotstart_removed', 'reconditioning_events', 'occlusion_suppressions', 'hole_fill_pixels_changed']) {
+      assert.ok(total(key) > 0, `${key}: ${total(key)}`);
+    }
+    const names = Object.keys(fx.cases);
+    assert.ok(names.some((n) => fx.cases[n]!.direction === 'backward'));
+    assert.ok(names.some((n) => fx.cases[n]!.settings.hotstart_delay === 0));
+    assert.ok(names.some((n) => fx.cases[n]!.frames.some((f) => f.object_ids.length === 0)), 'a frame where every object is hidden or gone');
+  });
+
+  for (const name of ['forward', 'backward', 'forward_no_hotstart', 'forward_window_capped', 'forward_unmatched', 'backward_keep_alive']) {
+    it(name, async () => {
+      const c = fx.cases[name];
+      assert.ok(c, `reference case ${name}`);
+      // The case's settings as the environment would give them (the bundle records the checkpoint's).
+      const model = await Sam3Model.load(fx.bundle, { warmup: false, concept: c.settings as Record<string, never> });
+      const session = await model.openVideo(frames);
+      try {
+        for (const p of c.prompts) await session.addConcept(p);
+        const got: FrameResult[] = [];
+        for await (const f of session.propagate(ourOptions(c))) got.push(f);
+        assert.deepEqual(
+          got.map((f) => [f.frameIndex, f.objects.map((o) => o.id)]),
+          c.frames.map((f) => [f.frame_index, f.object_ids]),
+          'frames in output order with their objects',
+        );
+        let pixels = 0;
+        for (const [i, f] of got.entries()) {
+          const want: RefFrame = c.frames[i]!;
+          for (const [j, o] of f.objects.entries()) {
+            const w: RefFrame["masks"][number] = want.masks[j]!;
+            assert.deepEqual(o.mask.size, w.size);
+            const d = o.mask.counts === w.counts ? 0 : pixelDiff(o.mask.counts, w.counts, w.size[0], w.size[1]);
+            assert.ok(d <= 2, `frame ${f.frameIndex}, object ${o.id}: ${d} pixels differ`);
+            pixels += d;
+            assert.ok(Math.abs(o.score - want.scores[j]!) < 1e-4, `frame ${f.frameIndex}, object ${o.id}: score ${o.score} vs ${want.scores[j]}`);
+            assert.equal(o.concept, c.prompts.find((p) => want.prompt_to_obj_ids[p]?.includes(o.id)), `frame ${f.frameIndex}, object ${o.id}: concept`);
+            // Boxes: the reference's are inclusive pixel corners of the mask before the non-overlap rule.
+            const [x0, y0, x1, y1] = want.boxes[j]!;
+            const [W, H] = [w.size[1], w.size[0]];
+            const expect = [x0! / W, y0! / H, (x1! + 1 - x0!) / W, (y1! + 1 - y0!) / H];
+            for (let k = 0; k < 4; k++) assert.ok(Math.abs(o.box[k]! - expect[k]!) < 1e-5, `frame ${f.frameIndex}, object ${o.id}: box ${o.box} vs ${expect}`);
+          }
+        }
+        console.log(`# ${name}: ${got.length} frames, ${got.reduce((n, f) => n + f.objects.length, 0)} objects, ${pixels} mask pixels differ`);
+      } finally {
+        await session.dispose();
+        model.dispose();
+      }
+    });
+  }
+});
