@@ -582,6 +582,61 @@ describe('video API', () => {
     });
   });
 
+  describe('concept tracking (text prompts)', () => {
+    it('a text prompt adds a concept; REST and WebSocket propagation carry it on every object; a concept is removed by id', async () => {
+      const id = await start(srv, { video_path: 'clips/short.mp4' });
+      const url = `/api/v1/video/session/${id}`;
+      const p = await postJson(srv.base, `${url}/prompt`, { frame_index: 0, prompts: [{ type: 'text', text: 'red disc' }], threshold: 0 });
+      assert.equal(p.status, 200, p.text);
+      assert.equal(p.body.concept, 'red disc');
+      assert.ok(p.body.obj_ids.length > 0);
+      const st = (await get(srv.base, `${url}/status`)).body;
+      assert.deepEqual(st.concepts, [{ concept_id: 0, text: 'red disc', objects: p.body.obj_ids.filter((o: number) => st.objects.includes(o)) }]);
+      const again = await postJson(srv.base, `${url}/prompt`, { frame_index: 0, prompts: [{ type: 'text', text: 'red disc' }], threshold: 0 });
+      assert.equal(again.status, 200, again.text);
+      assert.equal((await get(srv.base, `${url}/status`)).body.concepts.length, 1, 'the same text is the same concept');
+      const box = await postJson(srv.base, `${url}/prompt`, { frame_index: 0, prompts: [boxPrompt()] });
+      assert.equal(box.body.concept, null);
+
+      const rest = await postJson(srv.base, `${url}/propagate`, { max_frames: 3 });
+      assert.equal(rest.status, 200, rest.text);
+      const frames = Object.values(rest.body.results) as any[];
+      assert.deepEqual(frames.map((f) => f.frame_index), [0, 1, 2, 3]);
+      for (const f of frames) for (const o of f.objects) assert.equal(o.concept, o.id === box.body.obj_id ? null : 'red disc');
+
+      const c = new Client(wsUrl(srv, id));
+      await c.opened;
+      const { frames: streamed, last } = await c.run({ direction: 'backward', start_frame_index: 3, max_frames: 2 });
+      assert.equal(last.type, 'complete');
+      assert.deepEqual(streamed.map((f) => f.frame_index), [3, 2, 1]);
+      for (const f of streamed) for (const o of f.objects) assert.ok(o.concept === 'red disc' || o.id === box.body.obj_id);
+      c.ws.close();
+      await c.closed;
+
+      assertError(await del(srv.base, `${url}/concept/7`), 404, 'unknown_concept', /concept 7 is not tracked/);
+      assertError(await del(srv.base, `${url}/concept/red`), 400, 'validation_error', /concept_id/);
+      const removed = await del(srv.base, `${url}/concept/0`);
+      assert.equal(removed.status, 200, removed.text);
+      assert.equal(removed.body.concept_id, 0);
+      assert.deepEqual(removed.body.objects, [box.body.obj_id]);
+      assert.deepEqual((await get(srv.base, `${url}/status`)).body.concepts, []);
+      assertError(await del(srv.base, `${url}/concept/0`), 404, 'unknown_concept');
+      assertError(await postJson(srv.base, `${url}/prompt`, { frame_index: 0, prompts: [{ type: 'text', text: '  ' }] }), 400, 'validation_error', /text is empty/);
+      assert.equal((await del(srv.base, url)).status, 200);
+    });
+
+    it('a session with only a concept that found nothing yet still propagates (objects may enter later)', async () => {
+      const id = await start(srv, { video_path: 'clips/short.mp4' });
+      const url = `/api/v1/video/session/${id}`;
+      const p = await postJson(srv.base, `${url}/prompt`, { frame_index: 0, prompts: [{ type: 'text', text: 'zebra' }], threshold: 1 });
+      assert.deepEqual(p.body.obj_ids, []);
+      const rest = await postJson(srv.base, `${url}/propagate`, { max_frames: 2 });
+      assert.equal(rest.status, 200, rest.text);
+      assert.equal(rest.body.total_frames, 3);
+      assert.equal((await del(srv.base, url)).status, 200);
+    });
+  });
+
   it('opening and closing 50 sessions keeps resident memory bounded', async () => {
     const cycle = async () => {
       const id = await start(srv, { video_path: 'clips/short.mp4' });
