@@ -4,7 +4,8 @@
     make_concept_demo.py --out DIR [--frames N]
 
 Writes DIR/frames/frame_000.png .. (96x72 lossless PNGs, sam3tools/concept_demo.FRAME_FORMULA) and
-DIR/cases.json (concept_demo.CASES, for make_concept_reference.py), and prints on stdout the
+DIR/cases.json (concept_demo.CASES, for make_concept_reference.py), DIR/op_cases.json
+(concept_demo.OP_CASES: the same video as the server's API calls it), and prints on stdout the
 make_tiny_checkpoint.py arguments of the checkpoint they were designed for (seed 1, 112 px, the
 --video-config values of concept_demo.CHECKPOINT_CONFIG), with CHECKPOINT where its folder goes:
 
@@ -20,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sam3tools.cli import Tool  # noqa: E402
 
 tool = Tool("make_concept_demo", "Write the concept-tracking parity fixture's frames and cases.")
-tool.add("--out", required=True, help="output folder (frames/ and cases.json; existing files are overwritten)")
+tool.add("--out", required=True, help="output folder (frames/, cases.json and op_cases.json; existing files are overwritten)")
 tool.add("--frames", type=int, default=None, help="number of frames (default 10; cases that need more are left out)")
 tool.add("--checkpoint-folder", default="CHECKPOINT", help="the --out printed in the make_tiny_checkpoint.py arguments")
 

@@ -5,7 +5,10 @@ with mask NMS and hole filling run by pure-torch kernels, for the parity tests (
     make_concept_reference.py --checkpoint DIR --cases CASES.json --out OUT.json
                               [--dtype float32|bfloat16] [--debug OUT.pt]
 
-See sam3tools/concept_reference.py for the cases and output formats. --debug writes, per case and
+A case is either one propagation of registered prompts or, with "ops", a sequence of the server
+API's calls on one session (prompt on a frame, propagate forward/backward/both, remove an object;
+sam3tools/concept_ops.py gives their transformers equivalents). See sam3tools/concept_reference.py for
+the cases and output formats. --debug writes, per case and
 processed frame, the intermediate tensors (detections after NMS, tracker masks after hole filling,
 the update plan, the raw obj_id_to_mask low-resolution logits and scores) with torch.save.
 """

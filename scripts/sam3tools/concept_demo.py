@@ -19,6 +19,11 @@ demo's decisions are the same in float64 and with 1e-3 noise on the input pixels
   frame: reconditioning happens;
 * fill_hole_area 16 (the default): hole filling and sprinkle removal change thousands of pixels.
 
+``OP_CASES`` (op_cases.json) run the same video as the server's API calls a session (concept_ops):
+prompts that run their frame at once, then a propagation. Their decisions are the same in float64 and
+under 1e-3 input noise with seeds 5 to 11 (check_concept_stability.py); two were cut short where a
+near-empty mask made a decision flip (see their comments).
+
 ``FRAME_FORMULA`` is the exact pixel formula (the TypeScript test copies it; frame_rgb implements it).
 """
 from __future__ import annotations
@@ -77,6 +82,38 @@ CASES = [
                 "min_trk_keep_alive": -2, "recondition_on_trk_masks": False}},
 ]
 
+RED, BLUE = PROMPTS
+
+
+def _prompts(frame: int, *texts: str) -> list[dict]:
+    return [{"op": "prompt", "text": text, "frame": frame} for text in texts]
+
+
+# The server API's call sequences (concept_ops): a text prompt runs its frame at once (one
+# Sam3VideoModel.forward), propagation follows the server's frame order. Written to op_cases.json.
+OP_CASES = [
+    # Two concepts prompted on frame 0 one after the other (the second forward re-runs frame 0 with
+    # both), then the whole video.
+    {"name": "ops_forward", "ops": [*_prompts(0, RED, BLUE), {"op": "propagate", "start": 0, "direction": "forward", "max_frames": None}]},
+    # Hotstart off: every frame comes out at once and nothing is removed. Frames 0 .. 2 only: with the
+    # duplicates kept, from frame 3 on tracks with near-empty masks decide association and
+    # reconditioning (IoU 0 against 0.001), and 1e-3 input noise flips those decisions.
+    {"name": "ops_forward_no_hotstart", "ops": [*_prompts(0, RED, BLUE), {"op": "propagate", "start": 0, "direction": "forward", "max_frames": 2}],
+     "config": {"hotstart_delay": 0}},
+    # Backward from the last frame, frame 9 run again by the propagation: frames 9 .. 1 (on frame 0
+    # reconditioning of object 10 hangs on a near-empty mask, and 1e-3 input noise can flip it).
+    {"name": "ops_backward", "ops": [*_prompts(9, RED, BLUE), {"op": "propagate", "start": 9, "direction": "backward", "max_frames": 8}]},
+    # Both ways from a middle frame with a window: frames 3 .. 7, then 2 .. 0.
+    {"name": "ops_both_window", "ops": [*_prompts(3, RED, BLUE), {"op": "propagate", "start": 3, "direction": "both", "max_frames": 4}]},
+    # The same text twice: one prompt id, frame 0 run twice.
+    {"name": "ops_repeat_prompt", "ops": [*_prompts(0, RED, RED), {"op": "propagate", "start": 0, "direction": "forward", "max_frames": None}]},
+]
+
+
+def op_case_frames(case: dict) -> int:
+    """The frames a case needs (its highest prompt frame or propagation start, plus one)."""
+    return 1 + max(op.get("frame", op.get("start", 0)) for op in case["ops"])
+
 
 def frame_rgb(t: int) -> np.ndarray:
     """Frame t as uint8 [H, W, 3] (FRAME_FORMULA)."""
@@ -101,8 +138,9 @@ def checkpoint_command(out: str) -> list[str]:
 
 
 def write_demo(folder: str, num_frames: int = NUM_FRAMES) -> str:
-    """Writes folder/frames/frame_NNN.png and folder/cases.json (frames_dir "frames"); returns the
-    cases file's path."""
+    """Writes folder/frames/frame_NNN.png, folder/cases.json (CASES) and folder/op_cases.json
+    (OP_CASES), both with frames_dir "frames", leaving out the cases that need more frames; returns
+    cases.json's path."""
     from PIL import Image
 
     frames = os.path.join(folder, "frames")
@@ -113,4 +151,7 @@ def write_demo(folder: str, num_frames: int = NUM_FRAMES) -> str:
     path = os.path.join(folder, "cases.json")
     with open(path, "w", encoding="utf-8") as fh:
         json.dump({"cases": cases}, fh, indent=1)
+    op_cases = [dict(case, frames_dir="frames") for case in OP_CASES if op_case_frames(case) <= num_frames]
+    with open(os.path.join(folder, "op_cases.json"), "w", encoding="utf-8") as fh:
+        json.dump({"cases": op_cases}, fh, indent=1)
     return path

@@ -262,8 +262,19 @@ class Margins:
         return {"closest": dict(sorted(self.closest.items())), f"mask_logits_within_{self.NEAR_ZERO:g}_of_zero": dict(sorted(self.near.items()))}
 
 
+def _by_frame(frames: list[dict], key: str) -> dict:
+    """{frame index: the ids under key}, for the frames with any (a frame processed more than once,
+    as op sequences do, gets its ids from every time, in order)."""
+    out: dict[str, list[int]] = {}
+    for f in frames:
+        if f.get(key):
+            out.setdefault(str(f["frame_index"]), []).extend(f[key])
+    return out
+
+
 def summarise(frames: list[dict], first_frame: int | None) -> dict:
-    """Per-case statistics over the processed frames: evidence that each mechanism fired."""
+    """Per-case statistics over the processed frames: evidence that each mechanism fired. "First
+    frame" is first_frame (the first processed one); "after" means the other frames."""
     later = [f for f in frames if f["frame_index"] != first_frame]
     first = next((f for f in frames if f["frame_index"] == first_frame), None)
     fill = {"filled": 0, "removed": 0}
@@ -274,13 +285,14 @@ def summarise(frames: list[dict], first_frame: int | None) -> dict:
     return {
         "frames_processed": [f["frame_index"] for f in frames],
         "detections_first_frame": sum(first["detections_per_prompt"].values()) if first else 0,
-        "objects_first_frame": len(first.get("new_obj_ids", [])) if first else 0,
+        # every time the first frame was processed (op sequences run a prompt's frame again)
+        "objects_first_frame": sum(len(f.get("new_obj_ids", [])) for f in frames if f["frame_index"] == first_frame),
         "detections_total": sum(sum(f["detections_per_prompt"].values()) for f in frames),
         "nms_suppressed": sum(f["nms_suppressed"] for f in frames),
         "objects_created_after_first_frame": sum(len(f.get("new_obj_ids", [])) for f in later),
-        "new_objects_by_frame": {str(f["frame_index"]): f["new_obj_ids"] for f in frames if f.get("new_obj_ids")},
+        "new_objects_by_frame": _by_frame(frames, "new_obj_ids"),
         "hotstart_removed": sum(len(f.get("hotstart_removed_obj_ids", [])) for f in frames),
-        "hotstart_removed_by_frame": {str(f["frame_index"]): f["hotstart_removed_obj_ids"] for f in frames if f.get("hotstart_removed_obj_ids")},
+        "hotstart_removed_by_frame": _by_frame(frames, "hotstart_removed_obj_ids"),
         "reconditioning_events": sum(len(f.get("reconditioned_obj_ids", [])) for f in frames),
         "occlusion_suppressions": sum(len(f["occlusion_suppressed_obj_ids"]) for f in frames),
         "hole_fill_pixels_filled": fill["filled"],

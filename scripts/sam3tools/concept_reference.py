@@ -16,7 +16,15 @@ Cases file (JSON): a list of cases, or {"cases": [...]}; paths are relative to t
      "max_frames": null,                      # optional: Sam3VideoModel's max_frame_num_to_track
      "config": {"hotstart_delay": 0}}         # optional: concept_config.CONCEPT_FIELDS overrides
 
-Each case is one fresh session: ``init_video_session``, ``add_text_prompt`` (all prompts),
+or, as the server's API calls a session (concept_ops; "prompts" optional there: texts registered
+up front without running a frame; "direction", "start_frame_index" and "max_frames" refused)::
+
+    {"name": "ops_forward", "frames_dir": "frames", "config": {...},
+     "ops": [{"op": "prompt", "text": "red disc", "frame": 0},
+             {"op": "propagate", "start": 0, "direction": "forward", "max_frames": null},
+             {"op": "remove", "obj_id": 3}]}
+
+A case without ops is one fresh session: ``init_video_session``, ``add_text_prompt`` (all prompts),
 ``propagate_in_video_iterator(start_frame_idx, max_frame_num_to_track, reverse)``, and
 ``postprocess_outputs`` on each yielded frame at once (as transformers' examples do: with hotstart,
 frames come out late and hide objects removed meanwhile). transformers' frame order: forward
@@ -41,6 +49,20 @@ Output per case::
          "prompt_to_obj_ids" {prompt text: [ids]}, "removed_obj_ids", "suppressed_obj_ids"}],
      "processed": [per processed frame, processing order: what each mechanism did (concept_probe)],
      "stats": concept_probe.summarise}
+
+and for a case with ops, in place of "prompts" .. "max_frames" and "frames"::
+
+    {"width", "height", "resolution", "prompts" (the session's texts by prompt id), "settings",
+     "ops": [  # in call order: the op's own keys (defaults filled in), then
+        {..., "prompt_id" (prompt), "existed" (remove: the id was a tracked object),
+         "calls" (propagate: propagate_in_video_iterator's start_frame_idx, max_frame_num_to_track,
+                  reverse per call),
+         "outputs": [per-frame records as "frames" above, in yield order; [] for remove],
+         "frames_processed": [frame indices, processing order], "stats": summarise of this op's frames}],
+     "processed", "stats" (over all the ops' frames)}
+
+Each op's frames_processed and output frames are checked against the server's frame order
+(concept_ops.op_frames) before the case's output is written.
 """
 from __future__ import annotations
 
@@ -54,6 +76,7 @@ import torch
 
 from .checkpoint_io import load_tokenizer, model_image_size, preprocessing, read_config
 from .concept_config import CONCEPT_FIELDS, check_hotstart, check_overrides
+from .concept_ops import check_frames, check_ops, iterator_calls, op_frames
 from .concept_probe import Probe, summarise
 from .cv_kernels import install_cv_kernels
 from .reference import encode_rle, load_image, preprocess
@@ -133,16 +156,23 @@ def settings_applied(model, overrides: dict):
 
 
 def check_case(case: dict) -> dict:
-    for key in ("name", "frames_dir", "prompts"):
+    for key in ("name", "frames_dir"):
         if key not in case:
             raise ValueError(f"a case needs {key!r}: {json.dumps(case)[:200]}")
-    prompts = case["prompts"]
-    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
+    if "ops" not in case and "prompts" not in case:
+        raise ValueError(f"case {case['name']}: a case needs 'prompts' or 'ops'")
+    prompts = case.get("prompts", [])
+    if not isinstance(prompts, list) or not all(isinstance(p, str) and p for p in prompts) or not (prompts or "ops" in case):
         raise ValueError(f"case {case['name']}: prompts must be a non-empty list of texts")
+    overrides = check_overrides(case.get("config") or {})
+    if "ops" in case:
+        single = sorted({"direction", "start_frame_index", "max_frames"} & set(case))
+        if single:
+            raise ValueError(f"case {case['name']}: {', '.join(single)} belong to a case without ops (use a propagate op)")
+        return {**case, "prompts": prompts, "ops": check_ops(case["name"], case["ops"]), "config": overrides}
     direction = case.get("direction", "forward")
     if direction not in DIRECTIONS:
         raise ValueError(f"case {case['name']}: direction must be forward or backward, got {direction!r}")
-    overrides = check_overrides(case.get("config") or {})
     return {**case, "direction": direction, "config": overrides}
 
 
@@ -198,17 +228,38 @@ class ConceptRunner:
             self._videos[folder] = (torch.cat([preprocess(img, res, mean, std) for img in images], 0), height, width)
         return self._videos[folder]
 
+    def session(self, pixels: torch.Tensor, height: int, width: int):
+        """A fresh inference session holding every frame (as add_new_frame), at the video's size."""
+        session = self.processor.init_video_session(video=None, inference_device="cpu", dtype=self.dtype)
+        for i in range(pixels.shape[0]):
+            session.add_new_frame(pixels[i], frame_idx=i)
+        session.video_height, session.video_width = height, width
+        return session
+
+    def _finish(self, case: dict, probe: Probe, debug: list | None, settings: dict, summary: str) -> dict:
+        """What every case's output ends with: settings, processed records and stats."""
+        first = probe.frames[0]["frame_index"] if probe.frames else None
+        if debug is not None:
+            debug.append({"name": case["name"], "frames": probe.debug})
+        stats = summarise(probe.frames, first)
+        stats["margins"] = probe.margins.report()
+        self.log(f"{case['name']}: {summary}, {json.dumps({k: v for k, v in stats.items() if not isinstance(v, (dict, list))})}")
+        return {
+            "settings": {k: (v if isinstance(v, (bool, int, float)) else float(v)) for k, v in settings.items()},
+            "processed": probe.frames,
+            "stats": stats,
+        }
+
     def run(self, case: dict, base: str, debug: list | None = None) -> dict:
+        if "ops" in case:
+            return self.run_ops(case, base, debug)
         pixels, height, width = self.video(os.path.join(base, case["frames_dir"]))
         start = int(case.get("start_frame_index", 0))
         reverse = case["direction"] == "backward"
         if not (0 <= start <= pixels.shape[0] - (0 if reverse else 1)) or (reverse and start == 0):
             raise ValueError(f"case {case['name']}: start_frame_index {start} is outside the {pixels.shape[0]} frames for {case['direction']}")
         max_frames = case.get("max_frames")
-        session = self.processor.init_video_session(video=None, inference_device="cpu", dtype=self.dtype)
-        for i in range(pixels.shape[0]):
-            session.add_new_frame(pixels[i], frame_idx=i)
-        session.video_height, session.video_width = height, width
+        session = self.session(pixels, height, width)
         self.processor.add_text_prompt(session, list(case["prompts"]))
         frames = []
         with settings_applied(self.model, case["config"]) as settings, torch.inference_mode():
@@ -218,25 +269,59 @@ class ConceptRunner:
                 ):
                     processed = self.processor.postprocess_outputs(session, out)
                     frames.append(_frame_output(processed, out, out.frame_idx))
-        first = probe.frames[0]["frame_index"] if probe.frames else None
-        if debug is not None:
-            debug.append({"name": case["name"], "frames": probe.debug})
-        stats = summarise(probe.frames, first)
-        stats["margins"] = probe.margins.report()
-        self.log(f"{case['name']}: {len(frames)} frames, {json.dumps({k: v for k, v in stats.items() if not isinstance(v, (dict, list))})}")
-        return {
-            "width": width,
-            "height": height,
-            "resolution": self.prep["resolution"],
-            "prompts": list(case["prompts"]),
-            "direction": case["direction"],
-            "start_frame_index": start,
-            "max_frames": max_frames,
-            "settings": {k: (v if isinstance(v, (bool, int, float)) else float(v)) for k, v in settings.items()},
-            "frames": frames,
-            "processed": probe.frames,
-            "stats": stats,
-        }
+        head = {"width": width, "height": height, "resolution": self.prep["resolution"], "prompts": list(case["prompts"]),
+                "direction": case["direction"], "start_frame_index": start, "max_frames": max_frames}
+        tail = self._finish(case, probe, debug, settings, f"{len(frames)} frames")
+        return {**head, "settings": tail.pop("settings"), "frames": frames, **tail}
+
+    def run_ops(self, case: dict, base: str, debug: list | None = None) -> dict:
+        """A case with ops (concept_ops): one session, the ops in order."""
+        pixels, height, width = self.video(os.path.join(base, case["frames_dir"]))
+        n = pixels.shape[0]
+        check_frames(case["name"], case["ops"], n)
+        session = self.session(pixels, height, width)
+        if case["prompts"]:
+            self.processor.add_text_prompt(session, list(case["prompts"]))  # registered only, as a case without ops
+        records = []
+        with settings_applied(self.model, case["config"]) as settings, torch.inference_mode():
+            with Probe(self.model, debug=debug is not None) as probe:
+                for i, op in enumerate(case["ops"]):
+                    done = len(probe.frames)
+                    record = {**op, **self._op(session, op, n)}
+                    mine = probe.frames[done:]
+                    record["frames_processed"] = [f["frame_index"] for f in mine]
+                    record["stats"] = summarise(mine, mine[0]["frame_index"] if mine else None)
+                    want = op_frames(op, n)
+                    if record["frames_processed"] != want or [o["frame_index"] for o in record["outputs"]] != want:
+                        raise AssertionError(f"case {case['name']}, op {i}: processed {record['frames_processed']}, "
+                                             f"output {[o['frame_index'] for o in record['outputs']]}, expected {want}")
+                    records.append(record)
+        head = {"width": width, "height": height, "resolution": self.prep["resolution"],
+                "prompts": [session.prompts[k] for k in sorted(session.prompts)]}
+        tail = self._finish(case, probe, debug, settings, f"{len(records)} ops, {len(probe.frames)} frames processed")
+        return {**head, "settings": tail.pop("settings"), "ops": records, **tail}
+
+    def _op(self, session, op: dict, num_frames: int) -> dict:
+        """Runs one op; its outputs (per-frame records, in yield order) and what it called."""
+        if op["op"] == "remove":
+            existed = op["obj_id"] in session.obj_ids
+            session.remove_object(op["obj_id"], strict=False)
+            return {"existed": existed, "outputs": []}
+        if op["op"] == "prompt":
+            self.processor.add_text_prompt(session, op["text"])
+            prompt_id = next(k for k, text in session.prompts.items() if text == op["text"])
+            out = self.model(inference_session=session, frame_idx=op["frame"])
+            processed = self.processor.postprocess_outputs(session, out)
+            return {"prompt_id": int(prompt_id), "outputs": [_frame_output(processed, out, out.frame_idx)]}
+        calls = iterator_calls(op["start"], op["direction"], op["max_frames"], num_frames)
+        outputs = []
+        for call in calls:
+            for out in self.model.propagate_in_video_iterator(
+                session, start_frame_idx=call["start_frame_idx"], max_frame_num_to_track=call["max_frame_num_to_track"], reverse=call["reverse"]
+            ):
+                processed = self.processor.postprocess_outputs(session, out)
+                outputs.append(_frame_output(processed, out, out.frame_idx))
+        return {"calls": [{k: v for k, v in c.items() if k != "frames"} for c in calls], "outputs": outputs}
 
 
 def make_concept_reference(checkpoint: str, cases: list[dict], base: str, log=None, dtype: torch.dtype = torch.float32, debug: list | None = None) -> dict:

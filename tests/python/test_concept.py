@@ -1,6 +1,7 @@
 """Tests of the concept-tracking tools: make_tiny_checkpoint --video-config, the manifest's
 video.concept (bundle format 7), the tracker pieces as the concept loop calls them, and
-make_concept_reference.py on the demo fixture (sam3tools/concept_demo.py). One tiny checkpoint
+make_concept_reference.py on the demo fixture (sam3tools/concept_demo.py), with a single propagation
+and with an op sequence (the server API's calls), and check_concept_stability.py. One tiny checkpoint
 (the demo's: seed 1, 112 px) and its bundle are shared; ~25 s on the 2-core build machine.
 
 Run from the repository root: ``.venv/bin/python -m unittest discover -s tests/python -t .``
@@ -227,6 +228,67 @@ class ConceptFixtureTest(unittest.TestCase):
         # obj_id_to_score keeps removed objects (score -1e4); obj_id_to_mask only the live ones.
         self.assertLessEqual(set(first["obj_id_to_mask"]), set(first["obj_id_to_score"]))
         self.assertTrue(all(first["obj_id_to_score"][i] == -1e4 for i in set(first["obj_id_to_score"]) - set(first["obj_id_to_mask"])))
+
+    def test_concept_ops_on_the_demo(self):
+        """A short op sequence as the server's API calls it: prompts running their frame at once (the
+        same text twice keeps its prompt id), backward including the start frame, a removal, both
+        ways; then check_concept_stability.py on a two-frame case."""
+        import check_concept_stability
+        import make_concept_reference
+
+        with open(os.path.join(self.demo, "op_cases.json")) as fh:
+            self.assertIn("ops_forward", [c["name"] for c in json.load(fh)["cases"]])
+        ops = [{"op": "prompt", "text": "red disc", "frame": 2}, {"op": "prompt", "text": "blue square", "frame": 2},
+               {"op": "prompt", "text": "red disc", "frame": 2}, {"op": "propagate", "start": 2, "direction": "backward", "max_frames": 1},
+               {"op": "remove", "obj_id": 0}, {"op": "propagate", "start": 4, "direction": "both", "max_frames": 1}]
+        cases = os.path.join(self.demo, "ops_short.json")
+        with open(cases, "w") as fh:
+            json.dump([{"name": "short", "frames_dir": "frames", "ops": ops}], fh)
+        out = os.path.join(self.tmp, "ops_ref.json")
+        code, err, _ = run_main(make_concept_reference, ["--checkpoint", self.checkpoint, "--cases", cases, "--out", out])
+        self.assertEqual(code, 0, err)
+        with open(out) as fh:
+            case = json.load(fh)["cases"]["short"]
+        self.assertEqual(case["prompts"], ["red disc", "blue square"])
+        self.assertEqual(case["settings"]["hotstart_delay"], 3)
+        got = case["ops"]
+        self.assertEqual([r["op"] for r in got], [o["op"] for o in ops])
+        self.assertEqual([r.get("prompt_id") for r in got[:3]], [0, 1, 0])
+        want_frames = [[2], [2], [2], [2, 1], [], [4, 5, 3]]
+        self.assertEqual([r["frames_processed"] for r in got], want_frames)
+        self.assertEqual([[f["frame_index"] for f in r["outputs"]] for r in got], want_frames)
+        self.assertEqual(got[3]["calls"], [{"start_frame_idx": 3, "max_frame_num_to_track": 2, "reverse": True}])
+        self.assertEqual([c["reverse"] for c in got[5]["calls"]], [False, True])
+        self.assertEqual(case["stats"]["frames_processed"], sum(want_frames, []))
+        self.assertEqual(got[3]["stats"]["frames_processed"], [2, 1])
+        keys = {"frame_index", "object_ids", "scores", "tracker_scores", "masks", "boxes", "prompt_to_obj_ids", "removed_obj_ids", "suppressed_obj_ids"}
+        for record in got:
+            for frame in record["outputs"]:
+                self.assertEqual(set(frame), keys)
+                self.assertEqual(len(frame["masks"]), len(frame["object_ids"]))
+        self.assertIn(0, got[0]["outputs"][0]["object_ids"])
+        self.assertTrue(got[4]["existed"])
+        self.assertFalse(any(0 in f["object_ids"] for r in got[5:] for f in r["outputs"]))
+        # The prompt's frame comes out at once (no hotstart delay), and the session's later prompts
+        # join the earlier ones on their frame.
+        self.assertEqual(list(got[1]["outputs"][0]["prompt_to_obj_ids"]), ["red disc", "blue square"])
+
+        two = os.path.join(self.demo, "ops_two.json")
+        with open(two, "w") as fh:
+            json.dump([{"name": "two", "frames_dir": "frames", "ops": [ops[0], {"op": "propagate", "start": 2, "max_frames": 1}]}], fh)
+        report = os.path.join(self.tmp, "stability.json")
+        code, err, _ = run_main(check_concept_stability, ["--checkpoint", self.checkpoint, "--cases", two, "--out", report])
+        self.assertEqual(code, 0, err)
+        with open(report) as fh:
+            entry = json.load(fh)["two"]
+        self.assertTrue(entry["stable"])
+        self.assertEqual(set(entry), {"stable", "float64", "noise0.001_seed5"})
+
+        with open(two, "w") as fh:
+            json.dump([{"name": "late", "frames_dir": "frames", "ops": [{"op": "prompt", "text": "red disc", "frame": 10}]}], fh)
+        code, err, _ = run_main(make_concept_reference, ["--checkpoint", self.checkpoint, "--cases", two, "--out", out])
+        self.assertEqual(code, 2)
+        self.assertIn("case late, op 0: frame 10 is outside the 10 frames", err)
 
 
 if __name__ == "__main__":
