@@ -42,10 +42,28 @@ interface RefCase {
 }
 
 /** The concept fixture: frames, checkpoint, bundle and reference, cached by the Python tools' hash. */
-async function conceptFixture(): Promise<{ dir: string; bundle: string; cases: Record<string, RefCase> }> {
+interface RefOp {
+  op: 'prompt' | 'propagate' | 'remove';
+  text?: string;
+  frame?: number;
+  start?: number;
+  direction?: 'forward' | 'backward' | 'both';
+  max_frames?: number | null;
+  obj_id?: number;
+  outputs: RefFrame[];
+}
+
+interface RefOpCase {
+  prompts: string[];
+  settings: Record<string, number | boolean>;
+  ops: RefOp[];
+}
+
+async function conceptFixture(): Promise<{ dir: string; bundle: string; cases: Record<string, RefCase>; opCases: Record<string, RefOpCase> }> {
   const dir = path.join(root, '.cache', 'fixtures', `concept-${toolsHash()}`);
   const ref = path.join(dir, 'reference.json');
-  if (!existsSync(ref)) {
+  const opRef = path.join(dir, 'op-reference.json');
+  if (!existsSync(ref) || !existsSync(opRef)) {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
     const ck = path.join(dir, 'checkpoint');
@@ -53,10 +71,43 @@ async function conceptFixture(): Promise<{ dir: string; bundle: string; cases: R
     const args = printed.trim().split('\n').pop()!.split(' ');
     await py(['scripts/make_tiny_checkpoint.py', ...args]);
     await py(['scripts/export_sam3.py', '--checkpoint', ck, '--out', path.join(dir, 'bundle')]);
+    await py(['scripts/make_concept_reference.py', '--checkpoint', ck, '--cases', path.join(dir, 'op_cases.json'), '--out', opRef], 1_800_000);
     await py(['scripts/make_concept_reference.py', '--checkpoint', ck, '--cases', path.join(dir, 'cases.json'), '--out', `${ref}.tmp`], 1_800_000);
     writeFileSync(ref, readFileSync(`${ref}.tmp`));
   }
-  return { dir, bundle: path.join(dir, 'bundle'), cases: JSON.parse(readFileSync(ref, 'utf8')).cases };
+  return {
+    dir,
+    bundle: path.join(dir, 'bundle'),
+    cases: JSON.parse(readFileSync(ref, 'utf8')).cases,
+    opCases: JSON.parse(readFileSync(opRef, 'utf8')).cases,
+  };
+}
+
+/** Our frame's objects (all, or those of `only`) against the reference's, mask pixels that differ. */
+function compareFrame(f: FrameResult, want: RefFrame, prompts: string[], where: string, only?: string): number {
+  const ids = want.object_ids.filter((id) => only === undefined || want.prompt_to_obj_ids[only]?.includes(id));
+  assert.deepEqual(
+    f.objects.map((o) => o.id),
+    ids,
+    `${where}: objects`,
+  );
+  let pixels = 0;
+  for (const o of f.objects) {
+    const j = want.object_ids.indexOf(o.id);
+    const w = want.masks[j]!;
+    assert.deepEqual(o.mask.size, w.size);
+    const d = o.mask.counts === w.counts ? 0 : pixelDiff(o.mask.counts, w.counts, w.size[0], w.size[1]);
+    assert.ok(d <= 2, `${where}, object ${o.id}: ${d} pixels differ`);
+    pixels += d;
+    assert.ok(Math.abs(o.score - want.scores[j]!) < 1e-4, `${where}, object ${o.id}: score ${o.score} vs ${want.scores[j]}`);
+    assert.equal(o.concept, prompts.find((p) => want.prompt_to_obj_ids[p]?.includes(o.id)), `${where}, object ${o.id}: concept`);
+    // Boxes: the reference's are inclusive pixel corners of the mask before the non-overlap rule.
+    const [x0, y0, x1, y1] = want.boxes[j]!;
+    const [W, H] = [w.size[1], w.size[0]];
+    const expect = [x0! / W, y0! / H, (x1! + 1 - x0!) / W, (y1! + 1 - y0!) / H];
+    for (let k = 0; k < 4; k++) assert.ok(Math.abs(o.box[k]! - expect[k]!) < 1e-5, `${where}, object ${o.id}: box ${o.box} vs ${expect}`);
+  }
+  return pixels;
 }
 
 /** The fixture's PNG frames, in memory. */
@@ -131,24 +182,58 @@ describe('concept tracking parity with transformers eager Sam3VideoModel', () =>
           'frames in output order with their objects',
         );
         let pixels = 0;
-        for (const [i, f] of got.entries()) {
-          const want: RefFrame = c.frames[i]!;
-          for (const [j, o] of f.objects.entries()) {
-            const w: RefFrame["masks"][number] = want.masks[j]!;
-            assert.deepEqual(o.mask.size, w.size);
-            const d = o.mask.counts === w.counts ? 0 : pixelDiff(o.mask.counts, w.counts, w.size[0], w.size[1]);
-            assert.ok(d <= 2, `frame ${f.frameIndex}, object ${o.id}: ${d} pixels differ`);
-            pixels += d;
-            assert.ok(Math.abs(o.score - want.scores[j]!) < 1e-4, `frame ${f.frameIndex}, object ${o.id}: score ${o.score} vs ${want.scores[j]}`);
-            assert.equal(o.concept, c.prompts.find((p) => want.prompt_to_obj_ids[p]?.includes(o.id)), `frame ${f.frameIndex}, object ${o.id}: concept`);
-            // Boxes: the reference's are inclusive pixel corners of the mask before the non-overlap rule.
-            const [x0, y0, x1, y1] = want.boxes[j]!;
-            const [W, H] = [w.size[1], w.size[0]];
-            const expect = [x0! / W, y0! / H, (x1! + 1 - x0!) / W, (y1! + 1 - y0!) / H];
-            for (let k = 0; k < 4; k++) assert.ok(Math.abs(o.box[k]! - expect[k]!) < 1e-5, `frame ${f.frameIndex}, object ${o.id}: box ${o.box} vs ${expect}`);
+        for (const [i, f] of got.entries()) pixels += compareFrame(f, c.frames[i]!, c.prompts, `frame ${f.frameIndex}`);
+        console.log(`# ${name}: ${got.length} frames, ${got.reduce((n, f) => n + f.objects.length, 0)} objects, ${pixels} mask pixels differ`);
+      } finally {
+        await session.dispose();
+        model.dispose();
+      }
+    });
+  }
+});
+
+describe('concept tracking through the session API (text prompts on frames, then propagation) equals transformers', () => {
+  // A text prompt on frame f is add_text_prompt + Sam3VideoModel.forward on f (its result: the
+  // concept's objects there); propagate forward / backward / both in our frame order (the reference
+  // calls transformers' iterator accordingly); remove is session.remove_object.
+  for (const name of ['ops_forward', 'ops_forward_no_hotstart', 'ops_backward', 'ops_both_window', 'ops_repeat_prompt']) {
+    it(name, async () => {
+      const c = fx.opCases[name];
+      assert.ok(c, `reference case ${name}`);
+      const model = await Sam3Model.load(fx.bundle, { warmup: false, concept: c.settings as Record<string, never> });
+      const session = await model.openVideo(frames);
+      let pixels = 0;
+      let count = 0;
+      try {
+        for (const [k, op] of c.ops.entries()) {
+          const where = `op ${k} (${op.op})`;
+          if (op.op === 'prompt') {
+            const r = await session.addPrompt({ frameIndex: op.frame!, text: op.text! });
+            const want = op.outputs[0]!;
+            const f: FrameResult = {
+              frameIndex: r.frameIndex,
+              objects: r.objIds.map((id, i) => ({ id, mask: r.masks[i]!, box: r.boxes[i]!, score: r.scores[i]!, logit: r.logits[i]!, concept: op.text! })),
+            };
+            pixels += compareFrame(f, want, c.prompts, `${where} frame ${op.frame}`, op.text);
+            count += f.objects.length;
+          } else if (op.op === 'propagate') {
+            const got: FrameResult[] = [];
+            for await (const f of session.propagate({ direction: op.direction!, startFrameIndex: op.start!, maxFrames: op.max_frames ?? null })) got.push(f);
+            assert.deepEqual(
+              got.map((f) => f.frameIndex),
+              op.outputs.map((f) => f.frame_index),
+              `${where}: frames in output order`,
+            );
+            for (const [i, f] of got.entries()) {
+              pixels += compareFrame(f, op.outputs[i]!, c.prompts, `${where} frame ${f.frameIndex}`);
+              count += f.objects.length;
+            }
+          } else {
+            await session.removeObject(op.obj_id!);
           }
         }
-        console.log(`# ${name}: ${got.length} frames, ${got.reduce((n, f) => n + f.objects.length, 0)} objects, ${pixels} mask pixels differ`);
+        assert.ok(count > 0);
+        console.log(`# ${name}: ${count} objects over ${c.ops.length} operations, ${pixels} mask pixels differ`);
       } finally {
         await session.dispose();
         model.dispose();
