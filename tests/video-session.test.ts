@@ -106,6 +106,23 @@ test('a text prompt adds a concept: its frame is detected and tracked, the same 
   assert.equal(source.closed, true);
 });
 
+test('points with the id of a concept object refine it; it stays the concept\'s', async () => {
+  const session = await model.openVideo(new MemorySource(4));
+  try {
+    const res = await session.addPrompt({ frameIndex: 0, text: 'red ball', threshold: 0 });
+    const id = res.objIds[0]!;
+    const refined = await session.addPrompt({ frameIndex: 1, objId: id, points: [{ point: [0.3, 0.4], label: 1 }] });
+    assert.deepEqual(refined.objIds, [id]);
+    for await (const f of session.propagate({ startFrameIndex: 1, maxFrames: 2 })) {
+      const o = f.objects.find((x) => x.id === id);
+      if (o) assert.equal(o.concept, 'red ball', `frame ${f.frameIndex}`);
+    }
+    assert.ok(session.status().concepts[0]!.objects.includes(id) || !session.status().objects.includes(id));
+  } finally {
+    await session.dispose();
+  }
+});
+
 test('removing a concept removes its objects; an unknown concept is refused', async () => {
   const session = await model.openVideo(new MemorySource(4));
   try {
