@@ -87,10 +87,18 @@ void PruneMemories(VideoState& v, int64_t frame) {
     for (int64_t t : obj.non_cond.order) {
       if (std::llabs(t - frame) <= w) continue;
       bool near_cond = false;
-      for (int64_t c : obj.cond.order) near_cond = near_cond || std::llabs(t - c) <= w;
+      for (int64_t c : obj.cond.order) near_cond = near_cond || (!obj.cond.items.at(c).reconditioned && std::llabs(t - c) <= w);
       if (!near_cond) drop.push_back(t);
     }
     for (int64_t t : drop) obj.non_cond.erase(t);
+    // Conditioning frames that concept tracking's reconditioning made from tracked frames (one
+    // every recondition_every_nth_frame frames) are bounded like tracked frames; transformers keeps
+    // them all, which differs only when a later propagation comes back to frames this far away.
+    std::vector<int64_t> old_recond;
+    for (int64_t c : obj.cond.order) {
+      if (obj.cond.items.at(c).reconditioned && std::llabs(c - frame) > w) old_recond.push_back(c);
+    }
+    for (int64_t c : old_recond) obj.cond.erase(c);
     // Low-res masks of tracked frames are never read again.
     for (auto& [t, out] : obj.non_cond.items) out.pred_masks = torch::Tensor();
   }

@@ -334,6 +334,7 @@ void MakeConditioning(VideoState& v, size_t obj_idx, int64_t frame) {
   ObjectState& obj = v.objects.at(obj_idx);
   if (FrameOut* out = obj.non_cond.find(frame)) {
     FrameOut moved = std::move(*out);
+    moved.reconditioned = true;
     obj.non_cond.erase(frame);
     obj.cond.put(frame, std::move(moved));
   }

@@ -62,6 +62,7 @@ struct FrameOut {
   torch::Tensor score_logit;     // [1,1,1]
   torch::Tensor maskmem;         // [1,64,g,g] bfloat16 (undefined until encoded)
   torch::Tensor maskmem_pos;     // [1,64,g,g] (shared between frames: it depends on the shape only)
+  bool reconditioned = false;    // a tracked frame made a conditioning frame by concept tracking
 };
 
 // An insertion-ordered map of frame -> output (a Python dict keeps insertion order, and the order
