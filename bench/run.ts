@@ -5,6 +5,8 @@
  *   npm run bench [-- --cases latency,prompts,cache,rle] [--runs 5] [--threads 2] [--device cpu|cuda]
  *                 [--dtype float32|bfloat16] [--model bench|full] [--warmup 1] [--prompt-counts 1,4,8]
  *
+ * Cases: latency, http, prompts, cache, concurrency, overhead, rle, video, concept (all by default).
+ *
  * The model is a mid-size random SAM 3 at 1008x1008 (make_tiny_checkpoint.py --preset bench), built
  * and exported once into .cache/bench/. Medians after warm-up; ratio = ours / theirs.
  */
@@ -24,7 +26,7 @@ const exec = promisify(execFile);
 
 const { values: args } = parseArgs({
   options: {
-    cases: { type: 'string', default: 'latency,http,prompts,cache,concurrency,overhead,rle,video' },
+    cases: { type: 'string', default: 'latency,http,prompts,cache,concurrency,overhead,rle,video,concept' },
     runs: { type: 'string', default: '5' },
     threads: { type: 'string', default: String(Math.min(os.availableParallelism(), 2)) },
     device: { type: 'string', default: 'cpu' },
@@ -106,7 +108,7 @@ function write(name: string, doc: Record<string, unknown>) {
   mkdirSync(resultsDir, { recursive: true });
   // Image cases at another score threshold than the contract's default 0.5 are kept apart.
   // So are runs in another dtype than the device's default (e.g. bfloat16 on a CPU).
-  const thresholdTag = THRESHOLD !== 0.5 && !['rle', 'overhead', 'video'].includes(name) ? `-threshold-${THRESHOLD}` : '';
+  const thresholdTag = THRESHOLD !== 0.5 && !['rle', 'overhead', 'video', 'concept'].includes(name) ? `-threshold-${THRESHOLD}` : '';
   const dtypeTag = DTYPE !== DEFAULT_DTYPE && !['rle', 'overhead'].includes(name) ? `-${DTYPE}` : '';
   const tag = `${thresholdTag}${dtypeTag}`;
   const file = MODEL === 'full' ? `${name}${tag}-full-size.json` : `${name}${tag}.json`;
@@ -163,10 +165,15 @@ function videoFrame(t: number): Uint8Array {
   return rgb;
 }
 
+/** The first `count` frames of videoFrame, in memory. */
 class MemoryVideo implements FrameSource {
-  readonly info: VideoInfo = { totalFrames: VIDEO.frames, fps: 30, width: VIDEO.width, height: VIDEO.height, durationSeconds: VIDEO.frames / 30 };
+  readonly info: VideoInfo;
   readonly path = 'memory';
-  private readonly frames = Array.from({ length: VIDEO.frames }, (_, t) => videoFrame(t));
+  private readonly frames: Uint8Array[];
+  constructor(count = VIDEO.frames) {
+    this.info = { totalFrames: count, fps: 30, width: VIDEO.width, height: VIDEO.height, durationSeconds: count / 30 };
+    this.frames = Array.from({ length: count }, (_, t) => videoFrame(t));
+  }
   async frame(index: number): Promise<RgbFrame> {
     return { rgb: this.frames[index]!, width: VIDEO.width, height: VIDEO.height };
   }
@@ -176,12 +183,46 @@ class MemoryVideo implements FrameSource {
   async close(): Promise<void> {}
 }
 
+/** Writes the first `count` frames of videoFrame as PNGs (Python's side reads them), in a new folder. */
+async function videoPngs(count: number): Promise<string> {
+  const dir = await tempDir('sam3-bench-video-');
+  for (let t = 0; t < count; t++) {
+    await sharp(Buffer.from(videoFrame(t)), { raw: { width: VIDEO.width, height: VIDEO.height, channels: 3 } })
+      .png()
+      .toFile(path.join(dir, `${String(t).padStart(5, '0')}.png`));
+  }
+  return dir;
+}
+
+/**
+ * The concept case (SAM 3 concept tracking: text prompts detected on every frame and tracked):
+ * the first `frames` frames of the video case's generator and, for the random bench model, settings
+ * under which each concept finds two objects. Every query of that model scores 0.26-0.27 on these
+ * frames, nearly the same on every frame (within 1e-5); the top scores on frame 0 (the image API at
+ * threshold 0.26; the result file records them again each run, under queryScores) were
+ *   dog 0.26726 0.26674 | 0.26368, traffic light 0.26941 0.26618 | 0.26348, building 0.26705 0.26654 | 0.26473,
+ * so at score_threshold_detection = new_det_thresh = 0.2655 each of these three keeps its best two
+ * queries (margins >= 6.8e-4) and each starts an object; det_nms_thresh 0.7 lets both through mask
+ * NMS (the default 0.1 keeps one: random masks overlap). Everything else is the checkpoint's
+ * Sam3VideoConfig (hotstart 15 frames: with 4 frames every frame comes out at the end, both sides).
+ * 4 frames, not 8: a sample with 6 objects takes 15-100 s a side on this shared 2-core VM.
+ */
+const CONCEPT = {
+  frames: 4,
+  prompts: ['dog', 'traffic light', 'building'],
+  counts: [1, 3],
+  config: { score_threshold_detection: 0.2655, new_det_thresh: 0.2655, det_nms_thresh: 0.7 },
+  objectsPerConcept: 2,
+  // Warm-up samples (both sides) propagate over this many frames only: enough to run every kernel.
+  warmupFrames: 2,
+};
+
 /** The i-th object's box prompt, normalised x1, y1, x2, y2 (bench_python.py's video_box). */
 function videoBox(i: number): [number, number, number, number] {
   return [0.05 + 0.22 * i, 0.2, 0.22 + 0.22 * i, 0.7];
 }
 
-async function python(args: string[]): Promise<{ samples: number[]; strings?: string[]; megapixels?: number; frames?: number }> {
+async function python(args: string[]): Promise<{ samples: number[]; strings?: string[]; megapixels?: number; frames?: number; objects?: { frame_index: number; object_ids: number[] }[]; settings?: Record<string, unknown>; kernel_seconds?: Record<string, number>[] }> {
   const dir = await tempDir('sam3-bench-');
   const out = path.join(dir, 'out.json');
   // Our model is warmed once at load (Sam3Model.load), Python's is not: it always gets at least one
@@ -255,7 +296,7 @@ async function main() {
   // What each prompt finds on the bench image at this threshold: with nothing found our pixel
   // decoder is skipped (Python's always runs), so every result file says which case it measured.
   const detections: Record<string, number> = {};
-  if (model && !(cases.size === 1 && (cases.has('video') || cases.has('overhead')))) {
+  if (model && !(cases.size === 1 && (cases.has('video') || cases.has('overhead') || cases.has('concept')))) {
     const f = await model.encodeImage(image);
     const found = await model.segmentBatch(f, PROMPTS.map((text) => ({ text })), { threshold: THRESHOLD });
     PROMPTS.forEach((p, i) => (detections[p] = found[i]!.numMasks));
@@ -473,12 +514,7 @@ async function main() {
 
   if (model && cases.has('video')) {
     if (!model.supportsVideo) throw new Error('the bench bundle has no video tracker');
-    const dir = await tempDir('sam3-bench-video-');
-    for (let t = 0; t < VIDEO.frames; t++) {
-      await sharp(Buffer.from(videoFrame(t)), { raw: { width: VIDEO.width, height: VIDEO.height, channels: 3 } })
-        .png()
-        .toFile(path.join(dir, `${String(t).padStart(5, '0')}.png`));
-    }
+    const dir = await videoPngs(VIDEO.frames);
     const doc: Record<string, unknown> = { ...common, image: undefined, video: VIDEO, case: 'video propagation fps: our tracker vs transformers Sam3TrackerVideoModel eager (box prompts on frame 0, forward over every frame, masks RLE-encoded)' };
     const oursSample = async (objects: number): Promise<number> => {
       // One sample = propagation over every frame of a fresh session (prompts not timed).
@@ -525,6 +561,111 @@ async function main() {
       table.push({ case: `video: ${objects} object(s), frames/s (higher is better)`, ours: oursFps, theirs: theirsFps, target: '>= 1.1' });
     }
     write('video', doc);
+  }
+
+  if (model && cases.has('concept')) {
+    if (!model.supportsVideo || !model.conceptConfig) throw new Error('the bench bundle has no video tracker or no concept-tracking settings (bundle format 7)');
+    const dir = await videoPngs(CONCEPT.frames);
+    // What the chosen prompts score on frame 0 (image API, same detector): the thresholds' margins.
+    const png = await sharp(Buffer.from(videoFrame(0)), { raw: { width: VIDEO.width, height: VIDEO.height, channels: 3 } }).png().toBuffer();
+    const f0 = await model.encodeImage(png);
+    const scored = await model.segmentBatch(f0, CONCEPT.prompts.map((text) => ({ text })), { threshold: 0.26 });
+    f0.dispose();
+    const queryScores = Object.fromEntries(CONCEPT.prompts.map((p, i) => [p, scored[i]!.scores.slice(0, 4)]));
+    console.log(`concept: top query scores on frame 0: ${JSON.stringify(queryScores)}`);
+    // One copy of the weights at a time: the concept model is the same bundle with CONCEPT.config.
+    // This case runs last, so `model` stays disposed (a second dispose() is a no-op).
+    model.dispose();
+    const cm = await Sam3Model.load(fx!.bundle, { device: DEVICE, threads: THREADS, concept: CONCEPT.config });
+    const doc: Record<string, unknown> = {
+      ...common,
+      image: undefined,
+      video: { ...VIDEO, frames: CONCEPT.frames },
+      case: 'concept tracking fps: our library (addConcept per text, then propagate forward over every frame, masks RLE as returned) vs transformers Sam3VideoModel eager + Sam3VideoProcessor.postprocess_outputs with pycocotools RLE, NMS and hole filling kernels injected (pure torch)',
+      conceptConfig: cm.conceptConfig,
+      overrides: CONCEPT.config,
+      queryScores,
+      warmupFrames: CONCEPT.warmupFrames,
+    };
+    type Frames = { frameIndex: number; ids: number[] }[];
+    const oursSample = async (prompts: string[], maxFrames: number | null = null): Promise<{ seconds: number; frames: Frames }> => {
+      // One sample = the concepts added (each text encoded; Python encodes them on the first frame)
+      // and forward propagation over every frame of a fresh session.
+      const session = await cm.openVideo(new MemoryVideo(CONCEPT.frames), { featureCacheBytes: 0 });
+      try {
+        const t0 = performance.now();
+        for (const p of prompts) await session.addConcept(p);
+        const frames: Frames = [];
+        for await (const f of session.propagate({ direction: 'forward', startFrameIndex: 0, maxFrames })) frames.push({ frameIndex: f.frameIndex, ids: f.objects.map((o) => o.id) });
+        return { seconds: (performance.now() - t0) / 1000, frames };
+      } finally {
+        await session.dispose();
+      }
+    };
+    for (const count of CONCEPT.counts) {
+      const prompts = CONCEPT.prompts.slice(0, count);
+      // Samples of 10-100 s on a 2-core VM shared with other jobs: the sides alternate in two
+      // blocks (ours, theirs, ours, theirs), each side's median over both, as in the video case.
+      const blocks = [Math.ceil(RUNS / 2), Math.floor(RUNS / 2)].filter((n) => n > 0);
+      const ours: number[][] = [];
+      const theirs: number[][] = [];
+      const kernels: Record<string, number>[] = [];
+      let oursFrames: Frames = [];
+      let theirFrames: Frames = [];
+      let frames = CONCEPT.frames;
+      let settings: Record<string, unknown> | undefined;
+      for (const [b, n] of blocks.entries()) {
+        if (b === 0) for (let w = 0; w < Math.max(1, WARMUP); w++) await oursSample(prompts, CONCEPT.warmupFrames - 1);
+        const mine: number[] = [];
+        for (let r = 0; r < n; r++) {
+          const s = await oursSample(prompts);
+          mine.push(s.seconds);
+          oursFrames = s.frames;
+        }
+        ours.push(mine);
+        const run = await python(['--case', 'concept', '--checkpoint', fx!.checkpoint, '--frames', dir, '--prompts', prompts.join('|'), '--concept-config', JSON.stringify(CONCEPT.config), '--warmup-frames', String(CONCEPT.warmupFrames), '--runs', String(n)]);
+        frames = run.frames ?? frames;
+        settings = run.settings;
+        theirFrames = (run.objects ?? []).map((o) => ({ frameIndex: o.frame_index, ids: o.object_ids }));
+        theirs.push(run.samples);
+        kernels.push(...(run.kernel_seconds ?? []));
+      }
+      const same = JSON.stringify(oursFrames) === JSON.stringify(theirFrames);
+      const settingsEqual = settings !== undefined && Object.entries(cm.conceptConfig!).every(([k, v]) => settings![k] === v);
+      if (!same) console.warn(`concept, ${count} concept(s): the sides tracked different objects: ours ${JSON.stringify(oursFrames)}, theirs ${JSON.stringify(theirFrames)}`);
+      if (!settingsEqual) console.warn(`concept, ${count} concept(s): Python ran other settings: ${JSON.stringify(settings)}`);
+      const perFrame = (fs: Frames) => fs.map((f) => f.ids.length);
+      const oursFps = frames / median(ours.flat());
+      const theirsFps = frames / median(theirs.flat());
+      const theirsLessKernels = theirs.flat().map((t, i) => t - (kernels[i] ? (kernels[i]!.nms ?? 0) + (kernels[i]!.cc_2d ?? 0) : 0));
+      const theirsFpsLessKernels = frames / median(theirsLessKernels);
+      doc[`concepts_${count}`] = {
+        prompts,
+        ours: ours.flat(),
+        theirs: theirs.flat(),
+        blocks: blocks.map((n, b) => ({ runs: n, ours: ours[b], theirs: theirs[b], ratio: median(theirs[b]!) / median(ours[b]!) })),
+        frames,
+        fps: { ours: oursFps, theirs: theirsFps },
+        ratio: oursFps / theirsFps,
+        objectsPerFrame: { ours: perFrame(oursFrames), theirs: perFrame(theirFrames) },
+        objectIds: { ours: oursFrames, theirs: theirFrames },
+        objectsEqual: same,
+        // Seconds of each Python sample spent in the injected pure-torch NMS and connected components
+        // (transformers would run kernels-community/cv-utils there, on CUDA, or skip the work).
+        pythonKernelSeconds: kernels,
+        theirsLessKernels,
+        fpsTheirsLessKernels: theirsFpsLessKernels,
+        ratioLessKernels: oursFps / theirsFpsLessKernels,
+        pythonSettings: settings,
+        settingsEqual,
+      };
+      const objs = perFrame(oursFrames);
+      const label = objs.every((n) => n === objs[0]) ? `${objs[0]} objects` : `objects ${objs.join('/')}`;
+      table.push({ case: `concept tracking: ${count} concept(s), ${label}${same ? '' : ' (sides DIFFER)'}, frames/s (higher is better)`, ours: oursFps, theirs: theirsFps, target: '>= 1.2' });
+      table.push({ case: `concept tracking: ${count} concept(s), Python less its injected pure-torch NMS / components, frames/s`, ours: oursFps, theirs: theirsFpsLessKernels });
+    }
+    cm.dispose();
+    write('concept', doc);
   }
 
   model?.dispose();

@@ -14,6 +14,17 @@ Every sample waits for the device to finish (the masks come back to the CPU for 
 latency  preprocess (PIL decode, EXIF, resize, normalise) + forward + post-process, per run.
 prompts  the vision encoder once, then text encoder + head per prompt (what a Python server with a
          feature cache does), for the given prompts; one sample = the whole set.
+concept  Sam3VideoModel eager (concept tracking: text prompts found and tracked through the video) with
+         Sam3VideoProcessor, and the pure-torch mask NMS and connected components of
+         sam3tools/cv_kernels.py injected (without the optional `kernels` package transformers
+         silently SKIPS NMS and hole filling, doing less work than the native port). --concept-config
+         (JSON, Sam3VideoConfig field names) is set on the model's attributes. The frames in --frames
+         are preprocessed up front and added to a fresh session; one sample = add_text_prompt for
+         every --prompts text, then propagate_in_video_iterator forward over every frame with
+         postprocess_outputs on each yielded frame and every mask RLE-encoded with pycocotools.
+         Reports each frame's object ids (last sample) so the caller can compare, and per sample the
+         seconds spent in the injected kernels (kernel_seconds: nms, cc_2d). --warmup-frames N:
+         warm-up samples propagate over the first N frames only (0: all).
 video    Sam3TrackerVideoModel eager: the frames in --frames (PNG, sorted) preprocessed up front (the
          processor's init_video_session does that too), --objects box prompts on frame 0, then one
          sample = propagate_in_video_iterator forward over every frame with each frame's masks
@@ -36,7 +47,7 @@ from sam3tools.cli import Tool, write_json  # noqa: E402
 tool = Tool("bench_python")
 tool.add("--checkpoint")
 tool.add("--image")
-tool.add("--case", required=True, choices=["latency", "prompts", "rle", "video"])
+tool.add("--case", required=True, choices=["latency", "prompts", "rle", "video", "concept"])
 tool.add("--threads", type=int, default=2)
 tool.add("--runs", type=int, default=5)
 tool.add("--warmup", type=int, default=1)
@@ -45,6 +56,8 @@ tool.add("--threshold", type=float, default=0.5)
 tool.add("--masks")
 tool.add("--frames")
 tool.add("--objects", type=int, default=1)
+tool.add("--concept-config", default="{}")
+tool.add("--warmup-frames", type=int, default=0)
 tool.add("--device", default="cpu")
 tool.dtype(["float32", "bfloat16"])
 tool.add("--out", required=True)
@@ -79,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.out, result)
         return 0
 
-    if args.case == "video":
-        result.update(video_benchmark(args))
+    if args.case in ("video", "concept"):
+        result.update(video_benchmark(args) if args.case == "video" else concept_benchmark(args))
         write_json(args.out, result)
         return 0
 
@@ -196,6 +209,84 @@ def video_benchmark(args) -> dict:
             took, frames = run()
             samples.append(took)
     return {"samples": samples, "frames": frames, "objects": args.objects, "device": args.device, "dtype": args.dtype, "transformers": transformers.__version__, "video": {"width": width, "height": height, "frames": len(files)}}
+
+
+def timed_cv_kernels() -> dict:
+    """Wraps the injected pure-torch kernels (transformers' cv_utils_kernel) with timers; returns the
+    dict of seconds spent in each since its last reset (the caller resets it per sample)."""
+    from transformers.models.sam3_video import modeling_sam3_video as msv
+
+    base = msv.cv_utils_kernel
+    spent = {"nms": 0.0, "cc_2d": 0.0}
+
+    def timed(fn, key):
+        def call(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[key] += time.perf_counter() - t0
+
+        return staticmethod(call)
+
+    msv.cv_utils_kernel = type("TimedCvKernels", (), {"generic_nms": timed(base.generic_nms, "nms"), "cc_2d": timed(base.cc_2d, "cc_2d")})()
+    return spent
+
+
+def concept_benchmark(args) -> dict:
+    """Concept tracking (see the module docstring); samples in seconds, per-frame objects of the last."""
+    import torch
+    import transformers
+
+    from sam3tools.checkpoint_io import load_tokenizer, model_image_size, preprocessing, read_config
+    from sam3tools.concept_config import check_overrides
+    from sam3tools.concept_reference import load_concept_model, make_processor, settings_applied
+    from sam3tools.reference import encode_rle, load_image, preprocess
+
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    overrides = check_overrides(json.loads(args.concept_config))
+    prompts = [s for s in args.prompts.split("|") if s]
+    pre = preprocessing(args.checkpoint, model_image_size(read_config(args.checkpoint)))
+    model = load_concept_model(args.checkpoint, dtype).to(device)  # installs the NMS / components kernels
+    kernel_time = timed_cv_kernels()
+    processor = make_processor(load_tokenizer(args.checkpoint))
+    files = sorted(f for f in os.listdir(args.frames) if f.endswith(".png"))
+    images = [load_image(os.path.join(args.frames, f)) for f in files]
+    width, height = images[0].size
+    pixels = [preprocess(img, pre["resolution"], pre["mean"], pre["std"])[0].to(device=device, dtype=dtype) for img in images]
+
+    def run(max_frames=None):
+        session = processor.init_video_session(video=None, inference_device=device, dtype=dtype)
+        for i, px in enumerate(pixels):
+            session.add_new_frame(px, frame_idx=i)
+        session.video_height, session.video_width = height, width
+        kernel_time.update(nms=0.0, cc_2d=0.0)
+        t0 = time.perf_counter()
+        processor.add_text_prompt(session, prompts)
+        objects = []
+        for out in model.propagate_in_video_iterator(session, start_frame_idx=0, max_frame_num_to_track=max_frames):
+            processed = processor.postprocess_outputs(session, out)
+            masks = processed["masks"].cpu().numpy()
+            [encode_rle(masks[k]) for k in range(masks.shape[0])]
+            ids = [int(v) for v in processed["object_ids"].tolist()]
+            processed["scores"].float().tolist()
+            processed["boxes"].tolist()
+            objects.append({"frame_index": int(out.frame_idx), "object_ids": ids})
+        synchronize(device)
+        return time.perf_counter() - t0, objects, dict(kernel_time)
+
+    with settings_applied(model, overrides) as settings, torch.inference_mode():
+        for _ in range(args.warmup):
+            run(args.warmup_frames - 1 if args.warmup_frames > 0 else None)
+        samples, objects, kernels = [], [], []
+        for _ in range(args.runs):
+            took, objects, spent = run()
+            samples.append(took)
+            kernels.append(spent)
+    settings = {k: (v if isinstance(v, (bool, int, float)) else float(v)) for k, v in settings.items()}
+    return {"samples": samples, "frames": len(objects), "objects": objects, "prompts": prompts, "settings": settings, "kernel_seconds": kernels,
+            "transformers": transformers.__version__, "video": {"width": width, "height": height, "frames": len(files)}}
 
 
 if __name__ == "__main__":
