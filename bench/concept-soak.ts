@@ -7,7 +7,7 @@
  * RSS should stay flat: the script prints the series and the growth after the first sample.
  *
  *   npm run soak:concept [-- --frames 2000] [--every 100] [--prompts "red disc|green bar"]
- *                        [--threads 2] [--memory-window 16] [--feature-cache-mib 256]
+ *                        [--threads 2] [--memory-window 16] [--feature-cache-mib 256] [--concept JSON]
  *                        [--out bench/results/concept-soak.json]   (--out '': no file)
  *
  * Thresholds: on the random tiny model every query scores ~0.25, so score_threshold_detection and
@@ -32,6 +32,11 @@ const { values: args } = parseArgs({
     // The session's frame-feature cache (VideoSessionOptions.featureCacheBytes, default 256 MiB):
     // it fills as frames go by, up to this bound, and its bytes count in the session's memoryBytes.
     'feature-cache-mib': { type: 'string' },
+    // More concept settings (Sam3VideoConfig names), e.g. '{"hotstart_delay":0,"max_num_objects":4}':
+    // with the defaults every object on the random tiny model is removed by hotstart 8 frames after
+    // it appears, so none lives long enough to fill its memory window; these keep the first few for
+    // the whole video.
+    concept: { type: 'string', default: '{}' },
     width: { type: 'string', default: '160' },
     height: { type: 'string', default: '120' },
     out: { type: 'string', default: path.join(root, 'bench', 'results', 'concept-soak.json') },
@@ -42,7 +47,7 @@ const EVERY = Number(args.every);
 const W = Number(args.width);
 const H = Number(args.height);
 const PROMPTS = args.prompts!.split('|').filter(Boolean);
-const CONCEPT = { score_threshold_detection: 0.2, new_det_thresh: 0.2 };
+const CONCEPT = { score_threshold_detection: 0.2, new_det_thresh: 0.2, ...JSON.parse(args.concept!) };
 
 /** Frame t, made when asked for: a textured background, a disc circling and a bar sweeping back and forth. */
 function frameAt(t: number): Uint8Array {
