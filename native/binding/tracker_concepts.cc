@@ -10,7 +10,6 @@
 #include "binding/model_wrap.h"
 #include "binding/tracker_wrap.h"
 #include "core/concept.h"
-#include "core/postprocess.h"
 
 namespace sam3 {
 namespace {

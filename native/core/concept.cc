@@ -113,11 +113,13 @@ Association AssociateDetTrk(const ConceptConfig& c, const Detections& det, const
   auto best = ious.max(1);
   torch::Tensor high = (det.scores >= c.high_conf_thresh) & ~is_new & (std::get<0>(best) >= c.high_iou_thresh);
   std::vector<int64_t> high_v = ToVector(high), best_idx = ToVector(std::get<1>(best));
+  // One copy to the host, then plain reads (not a tensor op per detection-track pair).
   torch::Tensor matched = (ious >= c.assoc_iou_thresh).to(torch::kCPU).contiguous();
+  const bool* mp = matched.data_ptr<bool>();
   for (int64_t i = 0; i < n; i++) {
     std::vector<int64_t> ids;
     for (int64_t j = 0; j < m; j++) {
-      if (matched[i][j].item<bool>()) ids.push_back(trk_ids[j]);
+      if (mp[i * m + j]) ids.push_back(trk_ids[j]);
     }
     a.det_to_matched.emplace_back(i, std::move(ids));
     if (high_v[i]) a.trk_to_best_det[trk_ids[best_idx[i]]] = i;

@@ -8,7 +8,7 @@ import type { ConceptConfig } from '../bundle.js';
 import { ErrorCode, Sam3Error, callNative, invalid } from '../errors.js';
 import type { ImageFeatures } from '../features.js';
 import type { NativeConceptFrame, NativeConceptTrack, NativeTextEmbedding, NativeTracker, NativeVideoHandle } from '../native.js';
-import type { Box } from '../prompts.js';
+import { type Box, promptText } from '../prompts.js';
 import type { RgbFrame } from './source.js';
 
 /** What concept tracking needs of the image model (Sam3Model satisfies it). */
@@ -57,11 +57,6 @@ export class SessionConcepts {
 
   get size(): number {
     return this.byId.size;
-  }
-
-  /** The bundle can track concepts (it records Sam3VideoConfig's settings). */
-  get supported(): boolean {
-    return this.detector.conceptConfig !== undefined;
   }
 
   /** The concept of a text, added when new (the same text again is the same concept). */
@@ -148,10 +143,10 @@ export class SessionConcepts {
   }
 }
 
-/** A text prompt's text: non-empty after trimming. */
+/** A text prompt's text: the prompt rule (prompts.ts promptText: trimmed, within MAX_PROMPT_CHARS), and not empty. */
 export function conceptText(text: unknown): string {
-  const t = typeof text === 'string' ? text.trim() : '';
-  if (t === '') throw invalid('text must be a non-empty string');
+  const t = promptText(text, 'text');
+  if (t === undefined) throw invalid('text must be a non-empty string');
   return t;
 }
 
