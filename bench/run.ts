@@ -65,6 +65,20 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+/** The samples of an fps case run in alternating blocks: per block and overall, fps and ratio (ours / theirs). */
+function fpsSamples(ours: number[][], theirs: number[][], blocks: number[], frames: number) {
+  const oursFps = frames / median(ours.flat());
+  const theirsFps = frames / median(theirs.flat());
+  return {
+    ours: ours.flat(),
+    theirs: theirs.flat(),
+    blocks: blocks.map((n, b) => ({ runs: n, ours: ours[b], theirs: theirs[b], ratio: median(theirs[b]!) / median(ours[b]!) })),
+    frames,
+    fps: { ours: oursFps, theirs: theirsFps },
+    ratio: oursFps / theirsFps,
+  };
+}
+
 async function time(fn: () => Promise<unknown>, runs = RUNS, warmup = WARMUP): Promise<number[]> {
   for (let i = 0; i < warmup; i++) await fn();
   const samples: number[] = [];
@@ -551,12 +565,7 @@ async function main() {
       const oursFps = frames / median(ours.flat());
       const theirsFps = frames / median(theirs.flat());
       doc[`objects_${objects}`] = {
-        ours: ours.flat(),
-        theirs: theirs.flat(),
-        blocks: blocks.map((n, b) => ({ runs: n, ours: ours[b], theirs: theirs[b], ratio: median(theirs[b]!) / median(ours[b]!) })),
-        frames,
-        fps: { ours: oursFps, theirs: theirsFps },
-        ratio: oursFps / theirsFps,
+        ...fpsSamples(ours, theirs, blocks, frames),
       };
       table.push({ case: `video: ${objects} object(s), frames/s (higher is better)`, ours: oursFps, theirs: theirsFps, target: '>= 1.1' });
     }
@@ -641,12 +650,7 @@ async function main() {
       const theirsFpsLessKernels = frames / median(theirsLessKernels);
       doc[`concepts_${count}`] = {
         prompts,
-        ours: ours.flat(),
-        theirs: theirs.flat(),
-        blocks: blocks.map((n, b) => ({ runs: n, ours: ours[b], theirs: theirs[b], ratio: median(theirs[b]!) / median(ours[b]!) })),
-        frames,
-        fps: { ours: oursFps, theirs: theirsFps },
-        ratio: oursFps / theirsFps,
+        ...fpsSamples(ours, theirs, blocks, frames),
         objectsPerFrame: { ours: perFrame(oursFrames), theirs: perFrame(theirFrames) },
         objectIds: { ours: oursFrames, theirs: theirFrames },
         objectsEqual: same,
