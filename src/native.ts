@@ -173,6 +173,8 @@ export interface NativeConceptTrack {
   frames: NativeConceptFrame[];
   /** Every object the tracker holds after this frame, in creation order. */
   tracked: number[];
+  /** Object ids the native concept state keeps entries for (live ones, and removed ones still buffered). */
+  stateIds: number;
   memoryBytes: number;
 }
 
@@ -212,6 +214,16 @@ export interface NativeEngine {
   close(): void;
 }
 
+/** The C heap as glibc's allocator sees it (mallinfo2); null on other C libraries. */
+export interface HeapStats {
+  /** Bytes handed out (small chunks and mmapped ones). */
+  inUseBytes: number;
+  /** Bytes free but still held by the allocator (fragmentation shows here and in RSS). */
+  freeBytes: number;
+  /** Bytes in chunks mapped on their own (large allocations). */
+  mmapBytes: number;
+}
+
 export interface NativeAddon {
   Engine: new (device: string, threads?: number) => NativeEngine;
   rleEncode(mask: Uint8Array, height: number, width: number, order?: 'row' | 'column'): string;
@@ -219,6 +231,7 @@ export interface NativeAddon {
   componentAreas(mask: Uint8Array, batch: number, height: number, width: number): Int32Array;
   /** fill_holes_in_mask_scores on [batch, 1, height, width] logits (tests of native/core/mask_ops). */
   fillHoles(logits: Float32Array, batch: number, height: number, width: number, maxArea: number): Float32Array;
+  heapStats(): HeapStats | null;
   runtimeInfo(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; interopThreads: number; defaultThreads: number };
 }
 

@@ -269,3 +269,25 @@ test('a tracker refuses a video session of another tracker in removeObject and r
     engine.close();
   }
 });
+
+test('a long concept propagation keeps bookkeeping for live objects only, not for every object it ever removed', async () => {
+  // At 0.2 the random tiny model finds objects on every frame, and hotstart removes most of them a
+  // few frames later: ids churn through the whole video.
+  const churn = await Sam3Model.load((await fixture()).bundle, { device: 'cpu', concept: { score_threshold_detection: 0.2, new_det_thresh: 0.2 } });
+  const session = await churn.openVideo(new MemorySource(60));
+  try {
+    await session.addConcept('red ball');
+    const seen = new Set<number>();
+    for await (const f of session.propagate({ direction: 'forward', startFrameIndex: 0 })) for (const o of f.objects) seen.add(o.id);
+    const live = session.status().objects;
+    const stateIds = (session as unknown as { concepts: { stateIds: number } }).concepts.stateIds;
+    const created = Math.max(...seen, ...live) + 1;
+    assert.ok(created - live.length >= 20, `ids churned: ${created} created, ${live.length} live`);
+    // Live objects, plus the older partner of a live object's duplicate count (a pair outlives its
+    // older track, as in transformers); never every id the video ever had.
+    assert.ok(stateIds >= live.length && stateIds <= 2 * live.length, `state holds ${stateIds} ids for ${live.length} live objects (${created} created)`);
+  } finally {
+    await session.dispose();
+    churn.dispose();
+  }
+});

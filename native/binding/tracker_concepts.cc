@@ -62,6 +62,7 @@ Napi::Object ConceptResultToJs(Napi::Env env, const ConceptResult& r, int64_t he
 struct TrackOutput {
   std::vector<ConceptResult> frames;
   std::vector<int64_t> tracked;
+  int64_t state_ids = 0;
   int64_t memory_bytes = 0;
   int64_t height = 0, width = 0;
 };
@@ -147,25 +148,11 @@ Napi::Value Tracker::ConceptTrack(const Napi::CallbackInfo& info) {
         ConceptState& cs = *video->concepts;
         if (first) cs.buffer.clear();
         ConceptFrame out = DetTrackOneFrame(*video, cs, *model, *feats, frame, reverse);
-        std::vector<ConceptFrame> ready;
-        if (propagate && cs.config.hotstart_delay > 0) {
-          // propagate_in_video_iterator's hotstart buffer: frames go out hotstart_delay frames late,
-          // and every object hotstart removed meanwhile is hidden from them.
-          cs.hotstart_removed.insert(cs.removed.begin(), cs.removed.end());
-          cs.buffer.push_back(std::move(out));
-          if (last) {
-            ready.assign(cs.buffer.begin(), cs.buffer.end());
-            cs.buffer.clear();
-          } else if (static_cast<int64_t>(cs.buffer.size()) >= cs.config.hotstart_delay) {
-            ready.push_back(std::move(cs.buffer.front()));
-            cs.buffer.erase(cs.buffer.begin());
-          }
-        } else {
-          ready.push_back(std::move(out));
-        }
         TrackOutput res;
-        for (const ConceptFrame& f : ready) res.frames.push_back(PostprocessConceptFrame(*video, cs, f));
+        if (propagate && cs.config.hotstart_delay > 0) res.frames = BufferHotstart(*video, cs, std::move(out), last);
+        else res.frames.push_back(PostprocessConceptFrame(*video, cs, out));
         for (const ObjectState& obj : video->objects) res.tracked.push_back(obj.id);
+        res.state_ids = static_cast<int64_t>(ConceptStateIds(cs).size());
         res.memory_bytes = MemoryBytes(*video);
         res.height = video->height;
         res.width = video->width;
@@ -179,6 +166,7 @@ Napi::Value Tracker::ConceptTrack(const Napi::CallbackInfo& info) {
         Napi::Array tracked = Napi::Array::New(env, res.tracked.size());
         for (size_t i = 0; i < res.tracked.size(); i++) tracked.Set(static_cast<uint32_t>(i), static_cast<double>(res.tracked[i]));
         o.Set("tracked", tracked);
+        o.Set("stateIds", static_cast<double>(res.state_ids));
         o.Set("memoryBytes", static_cast<double>(res.memory_bytes));
         return o;
       });

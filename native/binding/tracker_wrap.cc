@@ -194,8 +194,7 @@ Napi::Value Tracker::RemoveObject(const Napi::CallbackInfo& info) {
   return core_->Queue(
       env, "videoRemoveObject",
       [video, id] {
-        if (video->concepts) video->concepts->obj_prompt.erase(id);
-        const bool removed = sam3::RemoveObject(*video, id);
+        const bool removed = video->concepts ? RemoveConceptObject(*video, *video->concepts, id) : sam3::RemoveObject(*video, id);
         return std::make_pair(removed, MemoryBytes(*video));
       },
       [](Napi::Env env, const std::pair<bool, int64_t>& res) -> Napi::Value {

@@ -128,7 +128,8 @@ Association AssociateDetTrk(const ConceptConfig& c, const Detections& det, const
 }
 
 // _process_hotstart: the object ids newly removed on this frame (also updates the keep-alive
-// counters, unmatched and overlap histories, and this frame's suppressed ids).
+// counters, unmatched and overlap counts, and this frame's suppressed ids). Removed objects' entries
+// are gone (RemoveConceptObject), which transformers skips through removed_obj_ids instead.
 std::set<int64_t> ProcessHotstart(ConceptState& cs, int64_t frame, bool reverse, const Association& a, const std::vector<int64_t>& new_ids) {
   const ConceptConfig& c = cs.config;
   std::set<int64_t> newly;
@@ -143,16 +144,15 @@ std::set<int64_t> ProcessHotstart(ConceptState& cs, int64_t frame, bool reverse,
   for (const auto& [d, ids] : a.det_to_matched) matched.insert(ids.begin(), ids.end());
   for (int64_t id : matched) cs.keep_alive[id] = std::min(c.max_trk_keep_alive, cs.keep_alive[id] + 1);
   for (int64_t id : a.unmatched_trk) {
-    cs.unmatched_frames[id].push_back(frame);
+    cs.unmatched_frames[id]++;
     cs.keep_alive[id] = std::max(c.min_trk_keep_alive, cs.keep_alive[id] - 1);
   }
   if (c.decrease_trk_keep_alive_for_empty_masklets) {
     for (int64_t id : a.empty_trk) cs.keep_alive[id] = std::max(c.min_trk_keep_alive, cs.keep_alive[id] - 1);
   }
   // Young tracks unmatched for hotstart_unmatch_thresh frames go; old ones unmatched for too long are hidden.
-  for (const auto& [id, frames] : cs.unmatched_frames) {
-    if (cs.removed.count(id) || newly.count(id)) continue;
-    if (static_cast<int64_t>(frames.size()) >= c.hotstart_unmatch_thresh && within(id)) newly.insert(id);
+  for (const auto& [id, count] : cs.unmatched_frames) {
+    if (count >= c.hotstart_unmatch_thresh && within(id)) newly.insert(id);
     if (cs.keep_alive[id] <= 0 && !c.suppress_unmatched_only_within_hotstart && !newly.count(id)) suppressed.insert(id);
   }
   // Tracks matched to the same detection as an older track: the younger ones are duplicates.
@@ -164,15 +164,14 @@ std::set<int64_t> ProcessHotstart(ConceptState& cs, int64_t frame, bool reverse,
       if (earlier) first = id;
     }
     for (int64_t id : ids) {
-      if (id != first) cs.overlap_pairs[{first, id}].push_back(frame);
+      if (id != first) cs.overlap_pairs[{first, id}]++;
     }
   }
-  for (const auto& [pair, frames] : cs.overlap_pairs) {
+  for (const auto& [pair, count] : cs.overlap_pairs) {
     const int64_t id = pair.second;
-    if (cs.removed.count(id) || newly.count(id)) continue;
-    if (within(id) && static_cast<int64_t>(frames.size()) >= c.hotstart_dup_thresh) newly.insert(id);
+    if (newly.count(id)) continue;
+    if (within(id) && count >= c.hotstart_dup_thresh) newly.insert(id);
   }
-  cs.removed.insert(newly.begin(), newly.end());
   return newly;
 }
 
@@ -317,7 +316,6 @@ ConceptFrame DetTrackOneFrame(VideoState& v, ConceptState& cs, ModelState& model
     cs.max_obj_id = std::max(cs.max_obj_id, new_ids[i]);
   }
   for (int64_t id : newly_removed) {
-    cs.obj_score[id] = kRemovedScore;
     frame_scores[id] = kRemovedScore;
     last_occluded.erase(id);
   }
@@ -353,9 +351,14 @@ ConceptFrame DetTrackOneFrame(VideoState& v, ConceptState& cs, ModelState& model
     std::vector<float> probs = ToFloats(torch::sigmoid(trk_scores.to(torch::kFloat32)));
     for (size_t i = 0; i < ids_now.size() && i < probs.size(); i++) frame_scores[ids_now[i]] = probs[i];
   }
-  out.scores = cs.obj_score;
+  // Scores of the frame's objects only (transformers passes every id's, removed ones at -1e4).
+  for (const auto& [id, mask] : out.masks) {
+    auto it = cs.obj_score.find(id);
+    if (it != cs.obj_score.end()) out.scores[id] = it->second;
+  }
   out.tracker_scores = frame_scores;
   out.suppressed = cs.suppressed[frame];
+  out.removed = newly_removed;
   // Only the frame at hand reads its tracker scores (a frame visited again sets every score it
   // shows anew), so a long video keeps no other frame's (transformers keeps every frame's); a
   // frame's suppressed ids stay hidden when it is visited again, so only empty sets go.
@@ -417,9 +420,56 @@ ConceptResult PostprocessConceptFrame(const VideoState& v, const ConceptState& c
   return r;
 }
 
-void RemoveConceptObject(VideoState& v, ConceptState& cs, int64_t obj_id) {
+bool RemoveConceptObject(VideoState& v, ConceptState& cs, int64_t obj_id) {
   cs.obj_prompt.erase(obj_id);
-  RemoveObject(v, obj_id);
+  cs.obj_score.erase(obj_id);
+  cs.last_occluded.erase(obj_id);
+  cs.first_frame.erase(obj_id);
+  cs.unmatched_frames.erase(obj_id);
+  cs.keep_alive.erase(obj_id);
+  // Pairs where it is the younger track go; pairs where it is the older one still count for the
+  // younger (as in transformers, whose counts of a pair never change once either track is gone).
+  std::erase_if(cs.overlap_pairs, [obj_id](const auto& e) { return e.first.second == obj_id; });
+  return RemoveObject(v, obj_id);
+}
+
+std::set<int64_t> ConceptStateIds(const ConceptState& cs) {
+  std::set<int64_t> ids(cs.hotstart_removed.begin(), cs.hotstart_removed.end());
+  auto keys = [&ids](const auto& m) {
+    for (const auto& e : m) ids.insert(e.first);
+  };
+  keys(cs.obj_prompt);
+  keys(cs.obj_score);
+  keys(cs.last_occluded);
+  keys(cs.first_frame);
+  keys(cs.unmatched_frames);
+  keys(cs.keep_alive);
+  for (const auto& [pair, count] : cs.overlap_pairs) ids.insert({pair.first, pair.second});
+  return ids;
+}
+
+std::vector<ConceptResult> BufferHotstart(const VideoState& v, ConceptState& cs, ConceptFrame out, bool last) {
+  cs.hotstart_removed.insert(out.removed.begin(), out.removed.end());
+  cs.buffer.push_back(std::move(out));
+  std::vector<ConceptFrame> ready;
+  if (last) {
+    ready.swap(cs.buffer);
+  } else if (static_cast<int64_t>(cs.buffer.size()) >= cs.config.hotstart_delay) {
+    ready.push_back(std::move(cs.buffer.front()));
+    cs.buffer.erase(cs.buffer.begin());
+  }
+  std::vector<ConceptResult> results;
+  for (const ConceptFrame& f : ready) results.push_back(PostprocessConceptFrame(v, cs, f));
+  // A removed object is in no later frame, so only the frames still buffered need it hidden.
+  std::erase_if(cs.hotstart_removed, [&cs](int64_t id) {
+    for (const ConceptFrame& f : cs.buffer) {
+      for (const auto& [mid, m] : f.masks) {
+        if (mid == id) return false;
+      }
+    }
+    return true;
+  });
+  return results;
 }
 
 }  // namespace sam3

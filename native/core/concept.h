@@ -54,6 +54,7 @@ struct ConceptFrame {
   std::map<int64_t, float> scores;                       // obj_id_to_score
   std::map<int64_t, float> tracker_scores;               // this frame's obj_id_to_tracker_score
   std::set<int64_t> suppressed;
+  std::set<int64_t> removed;  // ids hotstart removed on this frame
 };
 
 // The concept-tracking state of one video (Sam3VideoInferenceSession's fields beyond the tracker's).
@@ -67,12 +68,14 @@ struct ConceptState {
   std::map<int64_t, int64_t> last_occluded;         // obj_id_to_last_occluded
   int64_t max_obj_id = -1;
   std::map<int64_t, int64_t> first_frame;           // obj_first_frame_idx
-  std::map<int64_t, std::vector<int64_t>> unmatched_frames;
+  // unmatched_frame_inds and overlap_pair_to_frame_inds: transformers keeps the frame lists and
+  // reads only their lengths, so a count per id (pair) does. An object's entries go when it is
+  // removed (ForgetObject), so the state walked every frame is that of live objects only.
+  std::map<int64_t, int64_t> unmatched_frames;
   std::map<int64_t, int64_t> keep_alive;
-  std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>> overlap_pairs;
-  std::set<int64_t> removed;                        // removed_obj_ids
+  std::map<std::pair<int64_t, int64_t>, int64_t> overlap_pairs;
   std::map<int64_t, std::set<int64_t>> suppressed;  // per frame
-  std::set<int64_t> hotstart_removed;               // hidden from outputs
+  std::set<int64_t> hotstart_removed;               // removed ids still in a buffered frame: hidden
   std::vector<ConceptFrame> buffer;               // a propagation's frames held back (hotstart_delay)
 };
 
@@ -92,7 +95,17 @@ ConceptFrame DetTrackOneFrame(VideoState& v, ConceptState& cs, ModelState& model
 // Sam3VideoProcessor.postprocess_outputs.
 ConceptResult PostprocessConceptFrame(const VideoState& v, const ConceptState& cs, const ConceptFrame& out);
 
-// Drops an object from the concept state and the tracker (inference_session.remove_object).
-void RemoveConceptObject(VideoState& v, ConceptState& cs, int64_t obj_id);
+// Drops an object from the concept state and the tracker (inference_session.remove_object);
+// false when the tracker has no such object.
+bool RemoveConceptObject(VideoState& v, ConceptState& cs, int64_t obj_id);
+
+// Every object id the concept state holds an entry for (live objects, and removed ones still in a
+// buffered frame): what a long video's bookkeeping grows with.
+std::set<int64_t> ConceptStateIds(const ConceptState& cs);
+
+// propagate_in_video_iterator's hotstart buffer: `out` joins it, and the frames due (hotstart_delay
+// frames late; all of them on the last frame) come back, post-processed with every object hotstart
+// removed meanwhile hidden.
+std::vector<ConceptResult> BufferHotstart(const VideoState& v, ConceptState& cs, ConceptFrame out, bool last);
 
 }  // namespace sam3

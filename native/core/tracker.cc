@@ -72,7 +72,7 @@ class Stepper {
         const PointInput* pts = nullptr;
         const torch::Tensor* mask = nullptr;
         if (has_new) {
-          is_init = !obj.tracked.count(frame);
+          is_init = !obj.WasTracked(frame);
           if (is_init) reverse = false;  // as transformers does (it also affects later objects)
           auto pit = obj.points.find(frame);
           if (pit != obj.points.end()) pts = &pit->second;
@@ -94,7 +94,7 @@ class Stepper {
           enc_from_points = enc_from_points || pts || mask;
         }
       }
-      if (!is_init) obj.tracked[frame] = reverse;
+      if (!is_init) obj.MarkTracked(frame);
     }
     if (!enc_objs.empty()) BatchEncodeMemories(frame, f, enc_objs, enc_masks, enc_scores, enc_from_points);
     PruneMemories(v_, frame);

@@ -95,7 +95,15 @@ struct ObjectState {
   OrderedOuts non_cond;
   std::map<int64_t, PointInput> points;
   std::map<int64_t, torch::Tensor> masks;  // [1,1,R,R] 0/1
-  std::map<int64_t, bool> tracked;          // frames_tracked_per_obj: frame -> reverse
+  // frames_tracked_per_obj: which frames the object was tracked on (one bit a frame, not a map
+  // node, so a long video's bookkeeping stays small; transformers also stores the direction, which
+  // nothing reads).
+  std::vector<bool> tracked;
+  bool WasTracked(int64_t frame) const { return frame < static_cast<int64_t>(tracked.size()) && tracked[frame]; }
+  void MarkTracked(int64_t frame) {
+    if (frame >= static_cast<int64_t>(tracked.size())) tracked.resize(frame + 1, false);
+    tracked[frame] = true;
+  }
 };
 
 struct ConceptState;  // core/concept.h

@@ -46,8 +46,10 @@ interface Concept {
 export class SessionConcepts {
   private readonly byText = new Map<string, Concept>();
   private readonly byId = new Map<number, Concept>();
-  /** Object id -> concept id, for the objects concepts found. */
+  /** Object id -> concept id, for the live objects concepts found. */
   private readonly objectConcept = new Map<number, number>();
+  /** The native state's object ids after the last step (bounded by live objects on a long video). */
+  stateIds = 0;
 
   constructor(
     private readonly detector: ConceptDetector,
@@ -101,6 +103,10 @@ export class SessionConcepts {
     try {
       const res = await callNative(() => this.tracker.conceptTrack(this.handle, frame, reverse, features!.native, options));
       for (const f of res.frames) f.objIds.forEach((id, i) => (f.concepts[i]! >= 0 ? this.objectConcept.set(id, f.concepts[i]!) : undefined));
+      // Objects hotstart removed are in no later frame (buffered frames hide them): forget them.
+      const live = new Set(res.tracked);
+      for (const id of this.objectConcept.keys()) if (!live.has(id)) this.objectConcept.delete(id);
+      this.stateIds = res.stateIds;
       return res;
     } finally {
       features!.dispose();
