@@ -11,13 +11,15 @@ transformers' ``Sam3TrackerVideoModel`` methods run on modules that hold only wh
   multimask_output True / False (the best-IoU mask is picked inside, as transformers does).
 * tracker_mask_prompt.pt (s0, s1, top, mask [B,1,R,R] 0/1) -> the same 4 outputs:
   ``_use_mask_as_output`` (a mask prompt is taken as the output and gives the object pointer).
-* tracker_interactive_multi.pt / tracker_interactive_single.pt (s0, s1, pix_feat [B,C,g,g]: top plus
-  the no-memory embedding, points [B,1,N,2] in model pixels, labels int32 [B,1,N], mask_input
+* tracker_interactive_multi.pt / tracker_interactive_single.pt (s0, s1, pix_feat [B,C,g,g]: top as the
+  neck makes it, points [B,1,N,2] in model pixels, labels int32 [B,1,N], mask_input
   [B,1,4g,4g] low-res logits, has_mask bool [B]) -> (masks [B,1,K,4g,4g] low-res logits, iou_scores
   [B,1,K], object_score_logits [B,1,1]): ``Sam3TrackerModel.forward`` on a single image after its
   vision encoder (interactive segmentation), K = 3 with multimask_output True, K = 1 with False
   (the mask decoder's dynamic choice by stability, as transformers does). Rows without has_mask take
-  the prompt encoder's no-mask embedding, rows with it the mask embedding of mask_input.
+  the prompt encoder's no-mask embedding, rows with it the mask embedding of mask_input. No
+  no-memory embedding on top: transformers 5.17's Sam3TrackerModel adds it to the neck's fourth
+  (0.5x) level, which it then drops (native/core/interactive.cc says more).
 * memory_encoder.pt / memory_encoder_points.pt (top [B,C,g,g], high_res_masks [B,1,R,R],
   object_score_logits [B,1,1]) -> (maskmem_features bfloat16 [B,64,g,g], maskmem_pos [B,64,g,g]):
   ``_encode_new_memory`` with is_mask_from_pts False / True.
