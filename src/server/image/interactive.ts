@@ -25,7 +25,7 @@ export const MASK_INPUT_MAX_BYTES = 64 * 1024 * 1024;
 
 interface StoredLogits {
   logits: MaskLogits;
-  imageId: string | null;
+  imageId: string;
   readonly bytes: number;
   dispose(): void;
 }
@@ -43,14 +43,14 @@ export class MaskInputStore {
     this.sweeper.unref();
   }
 
-  put(logits: MaskLogits, imageId: string | null): string {
+  put(logits: MaskLogits, imageId: string): string {
     const id = `mi_${randomBytes(16).toString('hex')}`;
     this.cache.insert(id, { logits, imageId, bytes: logits.bytes, dispose: () => logits.dispose() }).release();
     return id;
   }
 
   /** A pinned handle for one request; ERR_SAM3_UNKNOWN_MASK_INPUT when it is not (or no longer) here. */
-  lease(id: string, where: string, imageId: string | null) {
+  lease(id: string, where: string, imageId: string) {
     const lease = this.cache.lease(id);
     if (!lease) {
       throw new Sam3Error(
@@ -106,7 +106,7 @@ export function interactiveRoutes(deps: AppDeps, schemas: InteractiveSchemas, se
         if (o.points) p.points = o.points.map((q) => ({ point: q.point, label: isPositive(q.label) ? 1 : 0 }));
         if (o.box) p.box = o.box;
         if (o.mask_input) {
-          const lease = store.lease(o.mask_input, single ? 'mask_input' : `objects[${i}].mask_input`, held.imageId);
+          const lease = store.lease(o.mask_input, single ? 'mask_input' : `objects[${i}].mask_input`, ref.imageId);
           leases.push(lease);
           p.maskInput = lease.value.logits;
         }
@@ -114,7 +114,8 @@ export function interactiveRoutes(deps: AppDeps, schemas: InteractiveSchemas, se
       });
       const results = await service.interactive(held, prompts, req.multimask_output);
       // Stored first, so that the logits are owned by the store even if formatting a mask fails.
-      const ids = results.map((r) => store.put(r.maskInput, held.imageId));
+      // Bound to the image's content id (sha256 of its bytes), which exists with the feature cache off too.
+      const ids = results.map((r) => store.put(r.maskInput, ref.imageId));
       const out = await Promise.all(results.map((r, i) => resultBody(r, ids[i]!, req.mask_format)));
       const facts = { image_id: held.imageId, image_size: { width: held.features.width, height: held.features.height }, cache_hit: held.cacheHit, inference_time_ms: ms(start) };
       ctx.body = single ? { ...out[0]!, ...facts } : { objects: out, ...facts };
