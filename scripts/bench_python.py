@@ -25,6 +25,8 @@ concept  Sam3VideoModel eager (concept tracking: text prompts found and tracked 
          Reports each frame's object ids (last sample) so the caller can compare, and per sample the
          seconds spent in the injected kernels (kernel_seconds: nms, cc_2d). --warmup-frames N:
          warm-up samples propagate over the first N frames only (0: all).
+click    Sam3TrackerModel eager on a cached image (get_image_embeddings once): one sample = one click,
+         3 masks post-processed and RLE-encoded (click_benchmark).
 video    Sam3TrackerVideoModel eager: the frames in --frames (PNG, sorted) preprocessed up front (the
          processor's init_video_session does that too), --objects box prompts on frame 0, then one
          sample = propagate_in_video_iterator forward over every frame with each frame's masks
@@ -47,7 +49,7 @@ from sam3tools.cli import Tool, write_json  # noqa: E402
 tool = Tool("bench_python")
 tool.add("--checkpoint")
 tool.add("--image")
-tool.add("--case", required=True, choices=["latency", "prompts", "rle", "video", "concept"])
+tool.add("--case", required=True, choices=["latency", "prompts", "rle", "video", "concept", "click"])
 tool.add("--threads", type=int, default=2)
 tool.add("--runs", type=int, default=5)
 tool.add("--warmup", type=int, default=1)
@@ -89,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
                 mask_utils.encode(np.asfortranarray(m))
             samples.append(time.perf_counter() - t0)
         result.update(samples=samples, strings=strings, megapixels=sum(m.size for m in masks) / 1e6)
+        write_json(args.out, result)
+        return 0
+
+    if args.case == "click":
+        result.update(click_benchmark(args, device, dtype))
         write_json(args.out, result)
         return 0
 
@@ -144,6 +151,46 @@ def main(argv: list[str] | None = None) -> int:
     result.update(samples=samples, prompts=prompts)
     write_json(args.out, result)
     return 0
+
+
+def click_benchmark(args, device, dtype) -> dict:
+    """Sam3TrackerModel eager on a cached image: get_image_embeddings once (what a Python server
+    with a feature cache keeps), then one sample = one click (multimask_output, as SAM's annotation
+    tools ask) and its 3 masks post-processed like Sam3TrackerProcessor.post_process_masks and
+    RLE-encoded with pycocotools (our side returns RLE too)."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from pycocotools import mask as mask_utils
+
+    from sam3tools.checkpoint_io import model_image_size, preprocessing, read_config
+    from sam3tools.interactive_reference import load_image_tracker
+    from sam3tools.reference import load_image, preprocess
+
+    model = load_image_tracker(args.checkpoint, dtype).to(device)
+    pre = preprocessing(args.checkpoint, model_image_size(read_config(args.checkpoint)))
+    img = load_image(args.image)
+    res = pre["resolution"]
+    with torch.inference_mode():
+        embeddings = model.get_image_embeddings(preprocess(img, res, pre["mean"], pre["std"]).to(device=device, dtype=dtype))
+        points = (torch.tensor([[0.45, 0.5]], dtype=torch.float32) * res)[None, None].to(device=device, dtype=dtype)
+        labels = torch.ones(1, 1, 1, dtype=torch.int32, device=device)
+
+        def click():
+            out = model(image_embeddings=embeddings, input_points=points, input_labels=labels, multimask_output=True)
+            masks = F.interpolate(out.pred_masks[0].float(), (img.height, img.width), mode="bilinear", align_corners=False)[0] > 0
+            for m in masks.cpu().numpy():
+                mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+
+        for _ in range(args.warmup):
+            click()
+        samples = []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            click()
+            synchronize(device)
+            samples.append(time.perf_counter() - t0)
+    return {"samples": samples}
 
 
 def synchronize(device) -> None:

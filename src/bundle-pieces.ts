@@ -43,6 +43,8 @@ export function trackerOptions(bundle: Bundle, model: NativeModel): NativeTracke
     memoryEncoder: bundle.file('memory_encoder'),
     memoryEncoderPoints: bundle.file('memory_encoder_points'),
     memoryAttention: bundle.file('memory_attention'),
+    interactiveMulti: bundle.file('tracker_interactive_multi'),
+    interactiveSingle: bundle.file('tracker_interactive_single'),
     dtype: m.dtype,
     resolution: m.resolution,
     lowResMaskSize: v.low_res_mask_size,

@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { ErrorCode, Sam3Error } from './errors.js';
 
 export const BUNDLE_FORMAT = 'sam3-bundle';
-export const BUNDLE_FORMAT_VERSION = 7;
+export const BUNDLE_FORMAT_VERSION = 8;
 
 const fileEntry = z.object({
   path: z.string().min(1),
@@ -96,6 +96,9 @@ export const manifestSchema = z.looseObject({
     memory_encoder: fileEntry.optional(),
     memory_encoder_points: fileEntry.optional(),
     memory_attention: fileEntry.optional(),
+    // Interactive segmentation on images (Sam3TrackerModel's prompt encoder and mask decoder; format 8).
+    tracker_interactive_multi: fileEntry.optional(),
+    tracker_interactive_single: fileEntry.optional(),
   }),
   video: z
     .looseObject({
@@ -116,7 +119,7 @@ export const manifestSchema = z.looseObject({
     .optional(),
 });
 
-/** The pieces a bundle needs for video tracking; all present or none. */
+/** The pieces of the tracker (video tracking and interactive segmentation on images); all present or none. */
 export const TRACKER_FILES = [
   'tracker_neck',
   'tracker_decode_multi',
@@ -125,6 +128,8 @@ export const TRACKER_FILES = [
   'memory_encoder',
   'memory_encoder_points',
   'memory_attention',
+  'tracker_interactive_multi',
+  'tracker_interactive_single',
 ] as const;
 
 export type Manifest = z.infer<typeof manifestSchema>;

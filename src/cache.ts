@@ -84,6 +84,19 @@ export class HandleCache<V extends Disposable> {
     return lease;
   }
 
+  /**
+   * Counts the entry's bytes again (a value that grew, such as image features given the tracker's
+   * features by an interactive call) and evicts what no longer fits.
+   */
+  refresh(key: string): void {
+    const entry = this.map.get(key);
+    if (!entry || entry.evicted) return;
+    const bytes = entry.value.bytes;
+    this.bytes += bytes - entry.bytes;
+    entry.bytes = bytes;
+    this.shrink();
+  }
+
   delete(key: string): boolean {
     const entry = this.map.get(key);
     if (!entry) return false;

@@ -27,6 +27,8 @@ export const ErrorCode = {
   MediaNotFound: 'ERR_SAM3_MEDIA_NOT_FOUND',
   /** The model bundle has no video tracker (exported from an image-only sam3 checkpoint). */
   NoVideoModel: 'ERR_SAM3_NO_VIDEO_MODEL',
+  /** The model bundle has no interactive decoder for clicks and boxes on images (no tracker, or an older bundle). */
+  NoInteractiveModel: 'ERR_SAM3_NO_INTERACTIVE_MODEL',
   /** A video session is already propagating; one propagation at a time per session. */
   SessionBusy: 'ERR_SAM3_SESSION_BUSY',
   /** An object id the session does not track (never prompted, or removed). */
@@ -45,6 +47,8 @@ export const ErrorCode = {
   UnknownImageId: 'ERR_SAM3_UNKNOWN_IMAGE_ID',
   /** An image id or embedding asked of a server that runs without a feature cache. */
   FeatureCacheDisabled: 'ERR_SAM3_FEATURE_CACHE_DISABLED',
+  /** A mask_input handle that is not (or no longer) held by the server. */
+  UnknownMaskInput: 'ERR_SAM3_UNKNOWN_MASK_INPUT',
   /** A video session id that is not open. */
   SessionNotFound: 'ERR_SAM3_SESSION_NOT_FOUND',
   /** A video session id that is already taken. */
@@ -74,12 +78,14 @@ export const USER_ERROR_CODES: ReadonlySet<string> = new Set([
   ErrorCode.ForbiddenPath,
   ErrorCode.MediaNotFound,
   ErrorCode.NoVideoModel,
+  ErrorCode.NoInteractiveModel,
   ErrorCode.SessionBusy,
   ErrorCode.UnknownObject,
   ErrorCode.NoObjects,
   ErrorCode.UnknownConcept,
   ErrorCode.UnknownImageId,
   ErrorCode.FeatureCacheDisabled,
+  ErrorCode.UnknownMaskInput,
   ErrorCode.SessionNotFound,
   ErrorCode.SessionExists,
   ErrorCode.SessionClosed,

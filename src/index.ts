@@ -20,12 +20,18 @@ export {
   validateBox,
   validatePoint,
   validatePointLabel,
+  validateBoxLabel,
+  labelProblem,
   validateThreshold,
   promptText,
   checkFrameIndex,
   checkCount,
 } from './prompts.js';
-export type { Box, BoxPrompt, Point, PointLabel, Prompt, Space } from './prompts.js';
+export type { Box, BoxPrompt, Label, Point, PointLabel, Prompt, Space } from './prompts.js';
+export { MaskLogits } from './interactive.js';
+export type { InteractivePrompt, InteractivePoint, InteractiveOptions, InteractiveSegmentation } from './interactive.js';
+export { MASK_FORMATS, formatMasks, maskToPng, maskToPolygons } from './mask-formats.js';
+export type { FormattedMask, MaskFormat, PngMask, PolygonMask } from './mask-formats.js';
 export { Sam3Error, ErrorCode, USER_ERROR_CODES } from './errors.js';
 export type { Sam3ErrorOptions } from './errors.js';
 export { Engine, createEngine, deviceBatchDefault } from './engine.js';

@@ -12,8 +12,9 @@ import { Engine, createEngine, deviceBatchDefault } from './engine.js';
 import { ErrorCode, Sam3Error, callNative, invalid } from './errors.js';
 import { ImageFeatures } from './features.js';
 import { type DecodeOptions, type ImageInput, imagePixels } from './image.js';
+import { type InteractiveOptions, type InteractivePrompt, type InteractiveSegmentation, MaskLogits, interactiveObject } from './interactive.js';
 import type { NativeModel, NativeQuery, NativeTextEmbedding, NativeTracker } from './native.js';
-import { type Box, MAX_BOXES_PER_PROMPT, type Prompt, promptText, validateBox, validateThreshold } from './prompts.js';
+import { type Box, MAX_BOXES_PER_PROMPT, type Prompt, promptText, validateBox, validateBoxLabel, validateThreshold } from './prompts.js';
 import type { RleMask } from './rle.js';
 import { PromptTokenizer } from './tokenizer.js';
 import type { FrameSource } from './video/source.js';
@@ -178,8 +179,9 @@ export class Sam3Model {
   /**
    * Encodes several images, `encodeBatch` of them a vision-encoder pass (see LoadOptions); features
    * in input order. `keepBackbone` also keeps each image's ViT output with its features (more
-   * memory): a video session hands it to the tracker so that a frame prompted with text runs the ViT
-   * once.
+   * memory: g*g*V values, 21 MB at facebook/sam3's size): interactive segmentation runs the
+   * tracker's neck on it, and a video session hands it to the tracker, so that one ViT pass serves
+   * both. Default: kept when the model supports interactive segmentation (supportsInteractive).
    */
   async encodeImages(inputs: readonly ImageInput[], options: { keepBackbone?: boolean } = {}): Promise<ImageFeatures[]> {
     this.live('encodeImages');
@@ -190,7 +192,8 @@ export class Sam3Model {
       for (let start = 0; start < decoded.length; start += this.encodeBatch) {
         this.live('encodeImages');
         const pass = decoded.slice(start, start + this.encodeBatch);
-        const res = await callNative(() => this.native.encodeImages(pass, { keepBackbone: options.keepBackbone === true }));
+        const keepBackbone = options.keepBackbone ?? this.supportsInteractive;
+        const res = await callNative(() => this.native.encodeImages(pass, { keepBackbone }));
         out.push(...res.features.map((f) => new ImageFeatures(f, this)));
       }
     } catch (err) {
@@ -213,9 +216,7 @@ export class Sam3Model {
    */
   async segmentBatch(features: ImageFeatures, prompts: readonly Prompt[], options: SegmentOptions = {}): Promise<Segmentation[]> {
     this.live('segment');
-    if (!(features instanceof ImageFeatures)) throw invalid('features must be an ImageFeatures handle from encodeImage()');
-    if (features.owner !== this) throw invalid('these image features were encoded by another model');
-    if (features.disposed) throw new Sam3Error(ErrorCode.Disposed, 'segment: the image features have been disposed');
+    this.checkFeatures(features);
     const threshold = validateThreshold(options.threshold ?? 0.5);
     if (!Array.isArray(prompts) || prompts.length === 0) throw invalid('at least one prompt is required');
     const normalised = prompts.map((p, i) => this.normalisePrompt(p, `prompts[${i}]`));
@@ -245,6 +246,47 @@ export class Sam3Model {
     } finally {
       for (const lease of leases.values()) lease.release();
     }
+  }
+
+  /**
+   * Interactive segmentation of one object (clicks, a box, the previous call's maskInput), as
+   * transformers' Sam3TrackerModel does it on a single image: the tracker's prompt encoder and mask
+   * decoder over the image's features (the first call on an image also runs the tracker's neck over
+   * its ViT output and keeps the result with the features, `bytes` grows by it).
+   */
+  async segmentInteractive(features: ImageFeatures, prompt: InteractivePrompt): Promise<InteractiveSegmentation> {
+    const options: InteractiveOptions = {};
+    if (prompt && typeof prompt === 'object' && prompt.multimask !== undefined) options.multimask = prompt.multimask;
+    const [result] = await this.segmentInteractiveBatch(features, [prompt], options);
+    return result!;
+  }
+
+  /** Several objects on one image; prompts with the same number of points run in one batched pass. Results in prompt order. */
+  async segmentInteractiveBatch(features: ImageFeatures, prompts: readonly InteractivePrompt[], options: InteractiveOptions = {}): Promise<InteractiveSegmentation[]> {
+    this.live('segmentInteractive');
+    const tracker = this.requireInteractive();
+    this.checkFeatures(features);
+    if (options.multimask !== undefined && typeof options.multimask !== 'boolean') throw invalid('multimask must be true or false');
+    if (!Array.isArray(prompts) || prompts.length === 0) throw invalid('at least one interactive prompt is required');
+    const objects = prompts.map((p, i) => interactiveObject(p, prompts.length === 1 ? 'prompt' : `prompts[${i}]`));
+    const res = await callNative(() => tracker.interactive(features.native, objects, { multimask: options.multimask ?? true }));
+    return res.objects.map((o) => {
+      const boxes: Box[] = [];
+      for (let i = 0; i < o.masks.length; i++) boxes.push([o.boxes[i * 4]!, o.boxes[i * 4 + 1]!, o.boxes[i * 4 + 2]!, o.boxes[i * 4 + 3]!]);
+      return {
+        masks: o.masks.map((counts) => ({ size: [res.height, res.width] as [number, number], counts })),
+        iouScores: Array.from(o.iouScores),
+        boxes,
+        objectScore: 1 / (1 + Math.exp(-o.objectScoreLogit)),
+        maskInput: new MaskLogits(o.maskInput),
+        imageSize: { width: res.width, height: res.height },
+      };
+    });
+  }
+
+  /** Whether the bundle carries the tracker's interactive decoder (a sam3_video checkpoint, bundle format 8). */
+  get supportsInteractive(): boolean {
+    return this.tracker !== undefined;
   }
 
   /** Token ids the model sees for each prompt (for inspection and tests). */
@@ -306,6 +348,23 @@ export class Sam3Model {
     if (this.ownsEngine) this.engine.close();
   }
 
+  private checkFeatures(features: ImageFeatures): void {
+    if (!(features instanceof ImageFeatures)) throw invalid('features must be an ImageFeatures handle from encodeImage()');
+    if (features.owner !== this) throw invalid('these image features were encoded by another model');
+    if (features.disposed) throw new Sam3Error(ErrorCode.Disposed, 'segment: the image features have been disposed');
+  }
+
+  /** The tracker, or ERR_SAM3_NO_INTERACTIVE_MODEL for a bundle without one. */
+  private requireInteractive(): NativeTracker {
+    if (!this.tracker) {
+      throw new Sam3Error(
+        ErrorCode.NoInteractiveModel,
+        `the model bundle ${this.bundle.dir} has no interactive decoder (the tracker of a sam3_video checkpoint such as facebook/sam3, bundle format 8), or it was loaded with video: false; export a sam3_video checkpoint for clicks and boxes on images`,
+      );
+    }
+    return this.tracker;
+  }
+
   private live(op: string): void {
     if (this.disposedFlag) throw new Sam3Error(ErrorCode.Disposed, `${op}: the model has been disposed`);
   }
@@ -328,9 +387,9 @@ export class Sam3Model {
       list.forEach((b, i) => {
         if (!b || typeof b !== 'object') throw invalid(`${where}.boxes[${i}] must be {box: [x, y, w, h], label?: boolean}`);
         const box = validateBox(b.box, `${where}.boxes[${i}].box`);
-        if (b.label !== undefined && typeof b.label !== 'boolean') throw invalid(`${where}.boxes[${i}].label must be true or false`);
+        const positive = b.label === undefined ? true : validateBoxLabel(b.label, `${where}.boxes[${i}].label`);
         boxArray!.set(box, i * 4);
-        labels![i] = b.label === false ? 0 : 1;
+        labels![i] = positive ? 1 : 0;
       });
     }
     // Box exemplars without text use the model's "visual" prompt, as Sam3Processor does.

@@ -102,6 +102,9 @@ export interface NativeTrackerOptions {
   memoryEncoder: string;
   memoryEncoderPoints: string;
   memoryAttention: string;
+  /** tracker_interactive_multi.pt / _single.pt: Sam3TrackerModel's prompt encoder and mask decoder on an image. */
+  interactiveMulti: string;
+  interactiveSingle: string;
   dtype: string;
   resolution: number;
   lowResMaskSize: number;
@@ -178,7 +181,38 @@ export interface NativeConceptTrack {
   memoryBytes: number;
 }
 
+/** Low-res mask logits of an interactive call, on the device, for the next call on the object. */
+export interface NativeMaskLogits {
+  readonly bytes: number;
+  readonly disposed: boolean;
+  dispose(): void;
+}
+
+export interface NativeInteractiveObject {
+  /** Points as normalised [x, y] pairs: clicks (labels 1 / 0), then a box's corners (labels 2, 3). */
+  points: Float64Array;
+  labels: Int32Array;
+  maskInput?: NativeMaskLogits | null;
+}
+
+export interface NativeInteractiveResult {
+  objects: {
+    masks: string[];
+    iouScores: Float32Array;
+    boxes: Float32Array;
+    objectScoreLogit: number;
+    maskInput: NativeMaskLogits;
+  }[];
+  height: number;
+  width: number;
+  /** The features' bytes after the call (the tracker's features are added by the first one). */
+  featureBytes: number;
+  timings: NativeTimings;
+}
+
 export interface NativeTracker {
+  /** Interactive segmentation on an image's features (the tracker's prompt encoder and mask decoder). */
+  interactive(features: NativeImageFeatures, objects: NativeInteractiveObject[], options: { multimask: boolean }): Promise<NativeInteractiveResult>;
   open(options: { numFrames: number; width: number; height: number; featureCacheBytes: number; memoryWindow?: number }): NativeVideoHandle;
   prompt(
     video: NativeVideoHandle,

@@ -13,8 +13,8 @@ export type Point = [number, number];
 
 export interface BoxPrompt {
   box: Box;
-  /** true: an exemplar of what to find (default); false: a negative exemplar. */
-  label?: boolean;
+  /** true or 1: an exemplar of what to find (default); false or 0: a negative exemplar. */
+  label?: Label;
 }
 
 /** A concept prompt on an image: every instance of a text, of box exemplars, or both. */
@@ -25,6 +25,9 @@ export interface Prompt {
 
 /** 1: on the object, 0: background. */
 export type PointLabel = 0 | 1;
+
+/** A label as given: a boolean or 0 / 1 alike (true and 1: on the object, or an exemplar; false and 0: background, or a negative exemplar). */
+export type Label = boolean | PointLabel;
 
 export const MAX_BOXES_PER_PROMPT = 64;
 export const MAX_POINTS_PER_PROMPT = 64;
@@ -72,10 +75,25 @@ export function validatePoint(point: unknown, where: string, space: Space = 'ima
   return [p[0], p[1]];
 }
 
-/** Point labels: 1 (on the object) and 0 (background). */
+/**
+ * Why a label breaks the label rule, or undefined when it is fine. One rule for image boxes, image
+ * points and video points: a boolean or the integers 1 and 0, with the same meaning.
+ */
+export function labelProblem(label: unknown, where = 'label'): string | undefined {
+  if (label === true || label === false || label === 1 || label === 0) return undefined;
+  return `${where} must be true or 1 (on the object; for a box, an example of what to find) or false or 0 (background; a negative example), got ${JSON.stringify(label) ?? String(label)}`;
+}
+
+/** A label (boolean or 0 / 1) as 1 or 0. */
 export function validatePointLabel(label: unknown, where: string): PointLabel {
-  if (label === 1 || label === 0) return label;
-  throw invalid(`${where} must be 1 (object) or 0 (background)`);
+  const problem = labelProblem(label, where);
+  if (problem) throw invalid(problem);
+  return label === true || label === 1 ? 1 : 0;
+}
+
+/** A label (boolean or 0 / 1) as true or false. */
+export function validateBoxLabel(label: unknown, where: string): boolean {
+  return validatePointLabel(label, where) === 1;
 }
 
 export function validateThreshold(value: unknown, name = 'threshold'): number {

@@ -52,7 +52,7 @@ describe('operations endpoints', () => {
     assert.equal(m.resolution, 112);
     assert.equal(m.dtype, 'float32');
     assert.equal(m.manifest.format, 'sam3-bundle');
-    const tracker = ['memory_attention', 'memory_encoder', 'memory_encoder_points', 'tracker_decode_multi', 'tracker_decode_single', 'tracker_mask_prompt', 'tracker_neck'];
+    const tracker = ['memory_attention', 'memory_encoder', 'memory_encoder_points', 'tracker_decode_multi', 'tracker_decode_single', 'tracker_interactive_multi', 'tracker_interactive_single', 'tracker_mask_prompt', 'tracker_neck'];
     assert.deepEqual(Object.keys(m.manifest.files).sort(), ['head_text', 'head_text_boxes', 'pixel_decoder', 'pixel_skip', 'pixel_split', 'text_encoder', 'tokenizer', 'vision_backbone', 'vision_neck', ...tracker].sort());
     assert.equal(r.body.video.supported, true, 'the fixture is a sam3_video checkpoint: its bundle has the tracker');
     assert.equal(m.devices[0].device, 'cpu');
@@ -122,13 +122,17 @@ describe('operations endpoints', () => {
     }
     assert.ok(served.size >= 10, [...served].join(', '));
     assert.deepEqual([...served].sort(), [...documented].sort());
-    for (const p of ['/api/v1/image/segment', '/api/v1/image/cached-features', '/api/v1/image/embed', '/api/v1/image/batch']) {
+    for (const p of ['/api/v1/image/segment', '/api/v1/image/cached-features', '/api/v1/image/embed', '/api/v1/image/batch', '/api/v1/image/interactive']) {
       const op = doc.paths[p].post;
       assert.ok(op.requestBody.content['application/json'].schema, p);
       for (const status of ['200', '400', '500', '503']) assert.ok(op.responses[status], `${p} documents ${status}`);
     }
     const segment = doc.components.schemas.SegmentRequest;
-    assert.deepEqual(Object.keys(segment.properties).sort(), ['confidence_threshold', 'image', 'image_id', 'prompts']);
+    assert.deepEqual(Object.keys(segment.properties).sort(), ['confidence_threshold', 'image', 'image_id', 'mask_format', 'prompts']);
+    const interactive = doc.components.schemas.InteractiveRequest;
+    assert.deepEqual(Object.keys(interactive.properties).sort(), ['box', 'image', 'image_id', 'mask_format', 'mask_input', 'multimask_output', 'objects', 'points']);
+    assert.equal(interactive.additionalProperties, false);
+    for (const id of ['PolygonMask', 'PngMask', 'InteractiveResponse']) assert.ok(doc.components.schemas[id], `${id} is documented`);
     assert.equal(segment.additionalProperties, false);
     assert.ok(doc.paths['/api/v1/image/segment'].post.requestBody.content['multipart/form-data']);
   });

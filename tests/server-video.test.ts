@@ -261,6 +261,16 @@ describe('video API', () => {
       const st = (await get(srv.base, `/api/v1/video/session/${id}/status`)).body;
       assert.deepEqual(st.objects, [1, 2]);
       assert.equal(st.prompts, 3);
+      // Labels as booleans are the same labels as 1 / 0; masks in another format on request.
+      const asBool = BAR_POINTS.map((p) => ({ ...p, label: p.label === 1 }));
+      const again = await postJson(srv.base, `/api/v1/video/session/${id}/prompt`, { frame_index: 0, prompts: BAR_POINTS, obj_id: 2, mask_format: 'polygon' });
+      const bools = await postJson(srv.base, `/api/v1/video/session/${id}/prompt`, { frame_index: 0, prompts: asBool, obj_id: 2, mask_format: 'png' });
+      assert.equal(again.status, 200, again.text);
+      assert.equal(bools.status, 200, bools.text);
+      assert.deepEqual(again.body.masks[0].size, [H, W]);
+      assert.ok(Array.isArray(again.body.masks[0].polygons));
+      assert.equal(typeof bools.body.masks[0].png, 'string');
+      assert.deepEqual(bools.body.scores, again.body.scores);
     });
 
     it('refuses bad prompts with 400s that say what to change', async () => {
@@ -276,7 +286,7 @@ describe('video API', () => {
         [{ frame_index: 0, prompts: [{ type: 'box', box: DISC_BOX, label: false }] }, 'validation_error', /negative box/],
         [{ frame_index: 0, prompts: [{ type: 'box', box: [0.5, 0.5, 0.6, 0.1] }] }, 'validation_error', /outside the frame/],
         [{ frame_index: 0, prompts: [{ type: 'point', point: [1.5, 0.2], label: 1 }] }, 'validation_error', /outside the frame/],
-        [{ frame_index: 0, prompts: [{ type: 'point', point: [0.5, 0.2], label: 2 }] }, 'validation_error', /label must be 1/],
+        [{ frame_index: 0, prompts: [{ type: 'point', point: [0.5, 0.2], label: 2 }] }, 'validation_error', /label must be true or 1/],
         [{ frame_index: 0, prompts: [{ type: 'point', point: [0.5] , label: 1 }] }, 'validation_error', /point must be \[x, y\]/],
         [{ frame_index: 0, prompts: [{ type: 'circle' }] }, 'validation_error', /type 'text'/],
         [{ frame_index: 0, prompts: [] }, 'validation_error', /prompts is empty/],
@@ -338,11 +348,12 @@ describe('video API', () => {
       for (const f of frames) assert.deepEqual(f.objects.map((o: any) => o.id).sort(), [1, 2]);
       assert.equal(last.type, 'complete');
       assert.equal(last.total_frames, 12);
-      const back = await c.run({ type: 'propagate', direction: 'backward', start_frame_index: 4 });
+      const back = await c.run({ type: 'propagate', direction: 'backward', start_frame_index: 4, mask_format: 'polygon' });
       assert.deepEqual(
         back.frames.map((f) => f.frame_index),
         [4, 3, 2, 1, 0],
       );
+      for (const f of back.frames) for (const o of f.objects) assert.ok(Array.isArray(o.mask.polygons) && o.mask.size[0] === H, 'mask_format over the WebSocket');
       assert.equal(back.last.type, 'complete');
       c.ws.close();
       assert.equal((await c.closed).code, 1005);

@@ -109,8 +109,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function text = TextEmbedding::Init(env);
   Napi::Function tracker = Tracker::Init(env);
   Napi::Function video = VideoHandle::Init(env);
+  Napi::Function logits = MaskLogits::Init(env);
   data->tracker_ctor = Napi::Persistent(tracker);
   data->video_ctor = Napi::Persistent(video);
+  data->logits_ctor = Napi::Persistent(logits);
   data->engine_ctor = Napi::Persistent(engine);
   data->model_ctor = Napi::Persistent(model);
   data->features_ctor = Napi::Persistent(features);
@@ -123,6 +125,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("TextEmbedding", text);
   exports.Set("Tracker", tracker);
   exports.Set("VideoHandle", video);
+  exports.Set("MaskLogits", logits);
   exports.Set("rleEncode", Napi::Function::New(env, RleEncodeJs, "rleEncode"));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   exports.Set("componentAreas", Napi::Function::New(env, ComponentAreasJs, "componentAreas"));

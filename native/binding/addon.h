@@ -13,6 +13,7 @@ struct AddonData {
   Napi::FunctionReference text_ctor;
   Napi::FunctionReference tracker_ctor;
   Napi::FunctionReference video_ctor;
+  Napi::FunctionReference logits_ctor;
 
   static AddonData* Get(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
 };

@@ -15,6 +15,7 @@
 #include "binding/engine_thread.h"
 #include "binding/js_errors.h"
 #include "core/detector.h"
+#include "core/interactive.h"
 #include "core/tracker.h"
 
 namespace sam3 {
@@ -102,7 +103,12 @@ class DataHandle : public Handle<Self, State> {
     this->state_.reset();
     return info.Env().Undefined();
   }
-  Napi::Value Bytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(bytes_)); }
+  // The state's bytes while it lives (image features grow when the tracker's features are added to
+  // them), the last known count once disposed.
+  Napi::Value Bytes(const Napi::CallbackInfo& info) {
+    if (this->state_) bytes_ = static_cast<int64_t>(this->state_->bytes);
+    return Napi::Number::New(info.Env(), static_cast<double>(bytes_));
+  }
 
   int64_t bytes_ = 0;
 };
@@ -192,6 +198,18 @@ class VideoHandle : public DataHandle<VideoHandle, VideoState> {
 
   static Napi::Function Init(Napi::Env env);
   explicit VideoHandle(const Napi::CallbackInfo& info) : DataHandle(info) {}
+};
+
+class MaskLogits : public DataHandle<MaskLogits, MaskLogitsState> {
+ public:
+  static constexpr const char* kClassName = "MaskLogits";
+  static constexpr const char* kMadeBy = "use tracker.interactive()";
+  static constexpr const char* kHandleName = "a MaskLogits handle";
+  static constexpr const char* kDisposedMessage = "the mask logits have been disposed";
+  static Napi::FunctionReference& Constructor(Napi::Env env) { return AddonData::Get(env)->logits_ctor; }
+
+  static Napi::Function Init(Napi::Env env) { return DefineClass(env, kClassName, CommonProperties()); }
+  explicit MaskLogits(const Napi::CallbackInfo& info) : DataHandle(info) {}
 };
 
 }  // namespace sam3

@@ -90,6 +90,7 @@ Napi::Function Tracker::Init(Napi::Env env) {
                          InstanceMethod<&Tracker::ConceptAdd>("conceptAdd"),
                          InstanceMethod<&Tracker::ConceptRemove>("conceptRemove"),
                          InstanceMethod<&Tracker::ConceptTrack>("conceptTrack"),
+                         InstanceMethod<&Tracker::Interactive>("interactive"),
                          InstanceMethod("dispose", static_cast<Method>(&Tracker::Dispose)),
                      });
 }
@@ -109,6 +110,8 @@ Napi::Value Tracker::Load(const Napi::CallbackInfo& info, std::shared_ptr<Engine
   c.mem_enc = r.String("memoryEncoder");
   c.mem_enc_points = r.String("memoryEncoderPoints");
   c.mem_attn = r.String("memoryAttention");
+  c.interactive_multi = r.String("interactiveMulti");
+  c.interactive_single = r.String("interactiveSingle");
   c.dtype = r.Dtype("dtype");
   c.resolution = r.Int("resolution", 1, kMaxSize);
   c.low_res = r.Int("lowResMaskSize", 1, kMaxSize);

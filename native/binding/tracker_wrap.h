@@ -37,6 +37,8 @@ class Tracker : public EngineResource<Tracker, TrackerState> {
   Napi::Value ConceptAdd(const Napi::CallbackInfo& info);
   Napi::Value ConceptRemove(const Napi::CallbackInfo& info);
   Napi::Value ConceptTrack(const Napi::CallbackInfo& info);
+  // Interactive segmentation on an image (binding/tracker_interactive.cc).
+  Napi::Value Interactive(const Napi::CallbackInfo& info);
 
   // The arguments prompt() and step() begin with: (video, frame, ...) of a live tracker, the video
   // opened by it; `rest_ok` says whether the others fit `usage`.

@@ -69,10 +69,14 @@ struct FeaturesState {
   int64_t pixel_rows = 0;            // rows decoded by the whole pixel decoder on these features
   torch::Tensor detr_first;          // [1,h*w,D] the first DETR encoder layer's self-attention block
                                      // (prompt-independent: once per image, not once per prompt)
-  torch::Tensor backbone;            // the ViT output [1,g*g,V], kept only when asked (video frames)
+  torch::Tensor backbone;            // the ViT output [1,g*g,V], kept only when asked (video frames,
+                                     // images for interactive segmentation)
+  // The tracker's features of the image for interactive segmentation (core/interactive.h): its neck's
+  // s0, s1 and 1x level, made from `backbone` by the first such call.
+  torch::Tensor tracker_s0, tracker_s1, tracker_pix;
   int64_t width = 0;                 // original image size (after EXIF orientation)
   int64_t height = 0;
-  int64_t bytes = 0;
+  std::atomic<int64_t> bytes{0};     // grows when the tracker's features are added (read on the JS thread)
   const ModelState* owner = nullptr;  // identity check only: features belong to one model
 };
 

@@ -251,6 +251,8 @@ std::shared_ptr<TrackerState> LoadTracker(const TrackerConfig& c, const torch::D
                          {state->mem_enc, c.mem_enc, "tracker's memory encoder"},
                          {state->mem_enc_points, c.mem_enc_points, "tracker's memory encoder"},
                          {state->mem_attn, c.mem_attn, "tracker's memory attention"},
+                         {state->interactive_multi, c.interactive_multi, "tracker's interactive decoder"},
+                         {state->interactive_single, c.interactive_single, "tracker's interactive decoder"},
                      });
   state->processor = MakeImageProcessor(device, c.resolution, c.mean, c.std, c.dtype);
   state->load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

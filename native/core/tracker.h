@@ -25,6 +25,7 @@ namespace sam3 {
 
 struct TrackerConfig {
   std::string neck, decode_multi, decode_single, mask_prompt, mem_enc, mem_enc_points, mem_attn;
+  std::string interactive_multi, interactive_single;  // Sam3TrackerModel on one image (core/interactive.h)
   torch::ScalarType dtype = torch::kFloat32;
   int64_t resolution = 0;
   int64_t low_res = 0;  // low-resolution mask size (4g)
@@ -45,6 +46,7 @@ struct TrackerState {
   torch::Device device{torch::kCPU};
   std::shared_ptr<ModelState> model;  // its ViT (vision_backbone) gives the tracker neck its input
   torch::jit::Module neck, decode_multi, decode_single, mask_prompt, mem_enc, mem_enc_points, mem_attn;
+  torch::jit::Module interactive_multi, interactive_single;
   ImageProcessor processor;
   double load_ms = 0;
 };

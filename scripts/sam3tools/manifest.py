@@ -11,10 +11,11 @@ import platform
 
 from .checkpoint_io import sha256_file
 
-EXPORTER_VERSION = "7"
+EXPORTER_VERSION = "8"
 BUNDLE_FORMAT = "sam3-bundle"
 # 7: video.concept, the concept-tracking settings of the checkpoint's Sam3VideoConfig.
-BUNDLE_FORMAT_VERSION = 7
+# 8: tracker_interactive_multi / _single, interactive segmentation on images (Sam3TrackerModel).
+BUNDLE_FORMAT_VERSION = 8
 # The detector's pieces, in the manifest's order (the tracker's: tracker_export.TRACKER_FILES).
 DETECTOR_FILES = ("vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes", "pixel_decoder", "pixel_skip", "pixel_split")
 SIGNATURES = {

@@ -17,7 +17,7 @@ from .checkpoint_io import CheckpointError, _first_line
 from .concept_config import concept_settings
 from .memory_attention import MemoryAttentionScript, eager_memory_conditioning
 from .trace import Tracer
-from .tracker_pieces import MemoryEncoderPiece, TrackerDecodePiece, TrackerMaskPromptPiece, TrackerNeckPiece, TrackerVisionEager
+from .tracker_pieces import InteractiveDecodePiece, MemoryEncoderPiece, TrackerDecodePiece, TrackerMaskPromptPiece, TrackerNeckPiece, TrackerVisionEager
 
 TRACKER_FILES = (
     "tracker_neck",
@@ -27,6 +27,8 @@ TRACKER_FILES = (
     "memory_encoder",
     "memory_encoder_points",
     "memory_attention",
+    "tracker_interactive_multi",
+    "tracker_interactive_single",
 )
 
 
@@ -85,6 +87,7 @@ def export_tracker(folder: str, out: str, dev, torch_dtype, resolution: int, log
         export_tracker_mask_prompt(tracer, tracker, inputs)
         export_memory_encoders(tracer, tracker, inputs)
         export_memory_attention(tracer, tracker, inputs)
+        export_interactive_decoders(tracer, tracker, inputs)
     result = video_section(tracker, inputs)
     result["concept"] = concept_settings(folder)
     del tracker
@@ -227,6 +230,41 @@ def export_memory_attention(tracer: Tracer, tracker, inputs: TrackerInputs) -> N
     diff = max(diff, tracer.compare("memory_attention.no_memory", script.no_memory(top), want, "no memory"))
     tracer.save(script, "memory_attention")
     tracer.log(f"memory_attention (scripted): scripted vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
+
+
+def export_interactive_decoders(tracer: Tracer, tracker, inputs: TrackerInputs) -> None:
+    """tracker_interactive_multi / _single (interactive segmentation on an image): traced on a batch of
+    2 (one row with a mask input, one without), checked on 1 point, 3 points, a box with a point, the
+    no-prompt padding point, and batches of 1 and 3 with and without mask inputs."""
+    for multimask, name in ((True, "tracker_interactive_multi"), (False, "tracker_interactive_single")):
+        t0 = time.time()
+        piece = InteractiveDecodePiece(tracker, multimask).eval()
+        traced = tracer.trace(piece, _interactive_inputs(inputs, 2, 2, (True, False)))
+        diff = tracer.check(name, traced, piece, _interactive_cases(inputs))
+        tracer.save(traced, name)
+        tracer.log(f"{name}: traced vs eager max diff {diff:.3g} ({time.time() - t0:.1f} s)")
+
+
+def _interactive_inputs(inputs: TrackerInputs, b: int, n: int, has_mask, box: bool = False) -> tuple:
+    s0, s1, top = inputs.features(b)
+    m = 4 * inputs.g
+    mask = inputs.tracer.randn(b, 1, m, m, scale=5.0)
+    flags = torch.tensor(has_mask, dtype=torch.bool, device=inputs.tracer.device)
+    points, labels = inputs.points(b, n, box=box)
+    if box and n >= 3:  # box corners after the points, as the addon sends them
+        points, labels = points.roll(-2, dims=2), labels.roll(-2, dims=2)
+    return (s0, s1, top, points, labels, mask, flags)
+
+
+def _interactive_cases(inputs: TrackerInputs):
+    yield _interactive_inputs(inputs, 1, 1, (False,)), "1 point"
+    yield _interactive_inputs(inputs, 1, 3, (True,)), "3 points, mask input"
+    yield _interactive_inputs(inputs, 1, 3, (False,), box=True), "a box and a point"
+    yield _interactive_inputs(inputs, 3, 2, (False, True, False)), "B=3, mixed mask inputs"
+    s0, s1, top, _, _, mask, flags = _interactive_inputs(inputs, 1, 1, (True,))
+    dev, dtype = inputs.tracer.device, inputs.tracer.dtype
+    no_prompt = (torch.zeros(1, 1, 1, 2, device=dev, dtype=dtype), -torch.ones(1, 1, 1, dtype=torch.int32, device=dev))
+    yield (s0, s1, top) + no_prompt + (mask, flags), "mask input only"
 
 
 def video_section(tracker, inputs: TrackerInputs) -> dict:

@@ -11,6 +11,15 @@ transformers' ``Sam3TrackerVideoModel`` methods run on modules that hold only wh
   multimask_output True / False (the best-IoU mask is picked inside, as transformers does).
 * tracker_mask_prompt.pt (s0, s1, top, mask [B,1,R,R] 0/1) -> the same 4 outputs:
   ``_use_mask_as_output`` (a mask prompt is taken as the output and gives the object pointer).
+* tracker_interactive_multi.pt / tracker_interactive_single.pt (s0, s1, pix_feat [B,C,g,g]: top as the
+  neck makes it, points [B,1,N,2] in model pixels, labels int32 [B,1,N], mask_input
+  [B,1,4g,4g] low-res logits, has_mask bool [B]) -> (masks [B,1,K,4g,4g] low-res logits, iou_scores
+  [B,1,K], object_score_logits [B,1,1]): ``Sam3TrackerModel.forward`` on a single image after its
+  vision encoder (interactive segmentation), K = 3 with multimask_output True, K = 1 with False
+  (the mask decoder's dynamic choice by stability, as transformers does). Rows without has_mask take
+  the prompt encoder's no-mask embedding, rows with it the mask embedding of mask_input. No
+  no-memory embedding on top: transformers 5.17's Sam3TrackerModel adds it to the neck's fourth
+  (0.5x) level, which it then drops (native/core/interactive.cc says more).
 * memory_encoder.pt / memory_encoder_points.pt (top [B,C,g,g], high_res_masks [B,1,R,R],
   object_score_logits [B,1,1]) -> (maskmem_features bfloat16 [B,64,g,g], maskmem_pos [B,64,g,g]):
   ``_encode_new_memory`` with is_mask_from_pts False / True.
@@ -114,3 +123,33 @@ class MemoryEncoderPiece(_TrackerMethods):
         mem, pos = M._encode_new_memory(self, feats, high_res_masks, object_score_logits, self.from_points)
         # (HW)BC -> BCHW
         return mem.permute(1, 2, 0).reshape(b, -1, h, w), pos.permute(1, 2, 0).reshape(b, -1, h, w)
+
+
+class InteractiveDecodePiece(_TrackerMethods):
+    """``Sam3TrackerModel.forward`` from its image embeddings on: the prompt encoder (points with the
+    padding point it adds when there is no box; a box arrives as two points labelled 2 and 3 before
+    that padding point, which is the very embedding ``_embed_boxes`` makes) and the mask decoder. The
+    modules are the video tracker's (the same weights Sam3TrackerModel loads)."""
+
+    def __init__(self, tracker, multimask: bool):
+        super().__init__(tracker, ("shared_image_embedding", "prompt_encoder", "mask_decoder"))
+        self.multimask = multimask
+        # get_image_wide_positional_embeddings depends on the weights only: computed here once, by
+        # the same code on the same device (the same values), instead of a sin/cos over the whole
+        # grid on every click (~10% of a click on the bench model).
+        from transformers import Sam3TrackerModel as M
+
+        with torch.no_grad():
+            self.register_buffer("image_pe", M.get_image_wide_positional_embeddings(self).clone(), persistent=True)
+
+    def forward(self, s0, s1, pix_feat, points, labels, mask_input, has_mask):
+        b = pix_feat.shape[0]
+        pos = self.image_pe.repeat(b, 1, 1, 1)
+        sparse, dense = self.prompt_encoder(input_points=points, input_labels=labels.to(torch.int32), input_boxes=None, input_masks=None)
+        dense_mask = self.prompt_encoder.mask_embed(mask_input.to(pix_feat.dtype))
+        dense = torch.where(has_mask.view(b, 1, 1, 1), dense_mask, dense)
+        masks, iou, _, obj = self.mask_decoder(
+            image_embeddings=pix_feat, image_positional_embeddings=pos, sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense, multimask_output=self.multimask, high_resolution_features=[s0, s1],
+        )
+        return masks, iou, obj

@@ -6,7 +6,7 @@
  */
 import { ErrorCode, Sam3Error, callNative, invalid } from '../errors.js';
 import type { NativeFrame, NativePromptEntry, NativeStepResult, NativeTracker, NativeVideoHandle } from '../native.js';
-import { type Box, type PointLabel, checkCount, checkFrameIndex, validateBox, validatePoint, validatePointLabel, validateThreshold } from '../prompts.js';
+import { type Box, type Label, checkCount, checkFrameIndex, validateBox, validatePoint, validatePointLabel, validateThreshold } from '../prompts.js';
 import type { RleMask } from '../rle.js';
 import { type ConceptDetector, type ConceptSummary, SessionConcepts, conceptText, conceptTracked, logit } from './concepts.js';
 import { type Direction, type PropagationRun, propagationRuns, releasedIfUnstarted } from './propagation.js';
@@ -25,8 +25,8 @@ export interface FrameDetector extends ConceptDetector {
 export interface VideoPoint {
   /** Normalised [x, y] in [0, 1]. */
   point: [number, number];
-  /** 1: on the object, 0: background. */
-  label: PointLabel;
+  /** 1 or true: on the object, 0 or false: background. */
+  label: Label;
 }
 
 export interface VideoPrompt {

@@ -113,7 +113,7 @@ class ConceptFixtureTest(unittest.TestCase):
 
         self.assertIn("--video-config", self.checkpoint_args)
         m = self.manifest
-        self.assertEqual(m["format_version"], 7)
+        self.assertEqual(m["format_version"], 8)
         concept = m["video"]["concept"]
         self.assertEqual(list(concept), list(CONCEPT_FIELDS))
         for key in CONCEPT_FIELDS:

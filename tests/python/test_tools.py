@@ -314,7 +314,7 @@ class ExportTest(unittest.TestCase):
         with open(os.path.join(self.bundle, "manifest.json")) as fh:
             m = json.load(fh)
         self.assertEqual(m, self.manifest)
-        self.assertEqual((m["format"], m["format_version"]), ("sam3-bundle", 7))
+        self.assertEqual((m["format"], m["format_version"]), ("sam3-bundle", 8))
         self.assertEqual(m["source"]["model_type"], "sam3")
         self.assertEqual((m["device"], m["dtype"]), ("cpu", "float32"))
         self.assertEqual((m["resolution"], m["patch_size"], m["mask_size"]), (112, 14, 32))
@@ -328,7 +328,8 @@ class ExportTest(unittest.TestCase):
         from sam3tools.concept_config import CONCEPT_FIELDS
 
         self.assertEqual(m["video"]["concept"], {k: getattr(Sam3VideoConfig, k) for k in CONCEPT_FIELDS})
-        for name in ("tracker_neck", "tracker_decode_multi", "tracker_decode_single", "tracker_mask_prompt", "memory_encoder", "memory_encoder_points", "memory_attention"):
+        for name in ("tracker_neck", "tracker_decode_multi", "tracker_decode_single", "tracker_mask_prompt", "memory_encoder", "memory_encoder_points", "memory_attention",
+                     "tracker_interactive_multi", "tracker_interactive_single"):
             self.assertIn(name, m["files"])
         self.assertEqual(m["text"], {"max_length": 32, "pad_token_id": 49407, "visual_prompt": "visual"})
         self.assertEqual(m["normalization"], {"mean": [127.5] * 3, "std": [127.5] * 3})
@@ -336,7 +337,8 @@ class ExportTest(unittest.TestCase):
         self.assertEqual(
             set(m["files"]),
             {"vision_backbone", "vision_neck", "text_encoder", "head_text", "head_text_boxes", "pixel_decoder", "pixel_skip", "pixel_split", "tokenizer", "tracker_neck", "tracker_decode_multi",
-             "tracker_decode_single", "tracker_mask_prompt", "memory_encoder", "memory_encoder_points", "memory_attention"},
+             "tracker_decode_single", "tracker_mask_prompt", "memory_encoder", "memory_encoder_points", "memory_attention",
+             "tracker_interactive_multi", "tracker_interactive_single"},
         )
         for entry in m["files"].values():
             path = os.path.join(self.bundle, entry["path"])

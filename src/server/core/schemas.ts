@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 
-import { MAX_PROMPT_CHARS, type Space, boxProblem, pointProblem } from '../../index.js';
+import { MASK_FORMATS, MAX_PROMPT_CHARS, type Space, boxProblem, labelProblem, pointProblem } from '../../index.js';
 
 const quad = () => z.tuple([z.number(), z.number(), z.number(), z.number()], { error: 'box must be [x, y, width, height]: 4 numbers normalised to [0, 1]' });
 
@@ -29,6 +29,35 @@ export function pointSchema(space: Space) {
       if (problem) ctx.addIssue({ code: 'custom', message: problem });
     })
     .meta({ description: `[x, y], normalised to [0, 1] by the ${space} width and height.`, example: [0.5, 0.45] });
+}
+
+/**
+ * A label: a boolean or 0 / 1 alike, on image boxes, image points and video points (the library's
+ * rule, src/prompts.ts labelProblem). `meaning` describes true / 1 and false / 0 for the field.
+ */
+export function labelSchema(meaning: string) {
+  return z
+    .union([z.boolean(), z.number()], { error: (issue) => labelProblem(issue.input) ?? 'label must be true or 1, or false or 0' })
+    .superRefine((label, ctx) => {
+      const problem = labelProblem(label);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .meta({ description: `${meaning} Booleans and the integers 1 and 0 are the same label.`, example: 1 });
+}
+
+/** true or 1 -> true. */
+export const isPositive = (label: boolean | number) => label === true || label === 1;
+
+/** How masks come back (the `mask_format` field of every mask-returning request). */
+export function maskFormatSchema() {
+  return z
+    .enum(MASK_FORMATS as ['rle', 'polygon', 'png'], { error: `mask_format must be one of ${MASK_FORMATS.map((f) => `'${f}'`).join(', ')}` })
+    .default('rle')
+    .meta({
+      description:
+        "How masks are returned: 'rle' (COCO compressed RLE, the default), 'polygon' (COCO-style polygons with their holes, at the image size) or 'png' (a base64 8-bit greyscale PNG at the image size, 255 on the object).",
+      example: 'rle',
+    });
 }
 
 /** A score threshold in [0, 1], named as the request names it. */
@@ -67,6 +96,33 @@ function rleMask(space: Space, id: string) {
 
 export const RleMaskSchema = rleMask('image', 'RleMask');
 export const FrameRleMaskSchema = rleMask('frame', 'VideoRleMask');
+
+const size = z.tuple([z.number().int(), z.number().int()]).meta({ description: '[height, width] of the image (frame)' });
+
+export const PolygonMaskSchema = z
+  .object({
+    size,
+    polygons: z.array(z.array(z.number())).meta({
+      description:
+        "One outer ring per connected region, flat [x1, y1, x2, y2, ...] in pixels of the image ((0, 0) is the top-left corner of the top-left pixel), as COCO's `segmentation` polygons list them. Vertices sit midway along pixel edges (marching squares at the 0.5 level).",
+    }),
+    holes: z.array(z.array(z.array(z.number()))).meta({
+      description:
+        'holes[i]: the rings of the holes in polygons[i], in the same form (empty when it has none). The mask is the union over i of polygons[i] minus its holes; a region inside a hole is a polygon of its own. A reader of COCO polygons alone gets the regions with their holes filled.',
+    }),
+  })
+  .meta({ id: 'PolygonMask', description: "mask_format 'polygon': a binary mask as COCO-style polygons with holes.", example: { size: [480, 640], polygons: [[120, 80.5, 121.5, 79, 200, 79, 200.5, 80, 200, 160.5, 120, 160.5]], holes: [[]] } });
+
+export const PngMaskSchema = z
+  .object({ size, png: z.string().meta({ description: 'base64 PNG, 8-bit greyscale at the image size: 255 on the object, 0 elsewhere' }) })
+  .meta({ id: 'PngMask', description: "mask_format 'png': a binary mask as a PNG.", example: { size: [480, 640], png: 'iVBORw0KGgoAAAANSUhEUgAA...' } });
+
+/** A mask in the request's mask_format. */
+export function maskOutSchema(rle: typeof RleMaskSchema) {
+  return z.union([rle, PolygonMaskSchema, PngMaskSchema]).meta({ description: "A mask in the request's mask_format (default 'rle')" });
+}
+export const MaskOutSchema = maskOutSchema(RleMaskSchema);
+export const FrameMaskOutSchema = maskOutSchema(FrameRleMaskSchema);
 
 export const ImageSizeSchema = z.object({ width: z.number().int(), height: z.number().int() }).meta({ id: 'ImageSize', example: { width: 1024, height: 768 } });
 

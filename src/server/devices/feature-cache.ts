@@ -54,6 +54,11 @@ export class FeatureCache {
     return this.cache.insert(imageId, features);
   }
 
+  /** Counts an entry's bytes again after its features grew (see HandleCache.refresh). */
+  refresh(imageId: string): void {
+    this.cache.refresh(imageId);
+  }
+
   sweep(): void {
     this.cache.sweep();
   }

@@ -9,7 +9,7 @@ import { LATENCY_BUCKETS } from '../core/metrics.js';
 import type { BatchReport } from './encode-batcher.js';
 import type { ModelPool } from './workers.js';
 
-export type Stage = 'decode' | 'queue_wait' | 'encode' | 'head';
+export type Stage = 'decode' | 'queue_wait' | 'encode' | 'head' | 'interactive';
 
 export class DeviceMetrics {
   private pool: ModelPool | undefined;
@@ -31,7 +31,7 @@ export class DeviceMetrics {
     });
     this.stageSeconds = new Histogram({
       name: 'sam3_inference_stage_seconds',
-      help: 'Time per inference stage: decode (image bytes to pixels), queue_wait (waiting for an encoder pass), encode (one batched encoder pass), head (text encoding + detector head + masks for all prompts of a request)',
+      help: 'Time per inference stage: decode (image bytes to pixels), queue_wait (waiting for an encoder pass), encode (one batched encoder pass), head (text encoding + detector head + masks for all prompts of a request), interactive (tracker neck on first use + prompt encoder + mask decoder + masks, for all objects of an interactive request)',
       labelNames: ['stage', 'device'],
       buckets: LATENCY_BUCKETS,
       registers,

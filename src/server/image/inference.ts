@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 
-import { ErrorCode, type ImageFeatures, type Lease, type Prompt, Sam3Error, type Segmentation, decodeImage } from '../../index.js';
+import { ErrorCode, type ImageFeatures, type InteractivePrompt, type InteractiveSegmentation, type Lease, type Prompt, Sam3Error, type Segmentation, decodeImage } from '../../index.js';
 import type { ServerConfig } from '../core/config.js';
 import { type ModelPool, type Ticket, type Worker, queueFull } from '../devices/workers.js';
 import type { ImageRef } from './image-input.js';
@@ -56,6 +56,20 @@ export class InferenceService {
     const out = await held.worker.model.segmentBatch(held.features, prompts, { threshold });
     this.metrics.observeStage('head', held.worker.label, (performance.now() - start) / 1000);
     return out;
+  }
+
+  /**
+   * Interactive segmentation of each prompt's object on the held features. The first call on an
+   * image adds the tracker's features to the cache entry, so its bytes are counted again.
+   */
+  async interactive(held: HeldFeatures, prompts: InteractivePrompt[], multimask: boolean): Promise<InteractiveSegmentation[]> {
+    const start = performance.now();
+    try {
+      return await held.worker.model.segmentInteractiveBatch(held.features, prompts, { multimask });
+    } finally {
+      this.metrics.observeStage('interactive', held.worker.label, (performance.now() - start) / 1000);
+      if (held.imageId !== null) held.worker.cache?.refresh(held.imageId);
+    }
   }
 
   private fromCache(imageId: string): HeldFeatures {

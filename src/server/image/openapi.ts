@@ -2,18 +2,20 @@
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 
 import { errorResponses, json } from '../core/openapi.js';
+import type { InteractiveSchemas } from './interactive-schemas.js';
 import type { ImageSchemas } from './schemas.js';
 
 const errors = errorResponses({
   400: 'Invalid input (bad JSON, base64, image bytes, prompts, boxes, threshold or unknown fields); the message says what to change',
-  404: 'Unknown image_id (never embedded, expired or evicted)',
+  404: 'Unknown image_id (never embedded, expired or evicted), or unknown mask_input handle (interactive)',
   409: 'image_id used while ENABLE_FEATURE_CACHE=false',
   413: 'Body over MAX_BODY_MB, or image over MAX_IMAGE_PIXELS',
   415: 'Content-Type not accepted',
+  501: 'The model bundle has no interactive decoder (an image-only sam3 checkpoint, or a bundle exported before format 8)',
   503: 'Model loading, shutting down, or the device queues are full (see Retry-After)',
 });
 
-export function registerImagePaths(registry: OpenAPIRegistry, schemas: ImageSchemas): void {
+export function registerImagePaths(registry: OpenAPIRegistry, schemas: ImageSchemas, interactive: InteractiveSchemas): void {
   const imageErrors = errors(400, 404, 409, 413, 415, 500, 503);
 
   registry.registerPath({
@@ -51,6 +53,16 @@ export function registerImagePaths(registry: OpenAPIRegistry, schemas: ImageSche
     summary: 'Encode an image once and keep its features; prompt it later by image_id',
     request: { body: { required: true, content: { ...json(schemas.EmbedRequest), 'multipart/form-data': { schema: schemas.EmbedMultipart } } } },
     responses: { 200: { description: 'The image_id to send instead of the image', content: json(schemas.EmbedResponse) }, ...errors(400, 409, 413, 415, 500, 503) },
+  });
+  registry.registerPath({
+    method: 'post',
+    path: '/api/v1/image/interactive',
+    tags: ['image'],
+    summary: 'Interactive segmentation: clicks and a box on one object (or several), refined call after call',
+    description:
+      "SAM 3's tracker path on a still image (transformers' Sam3TrackerModel): positive and negative clicks and/or a box give one object's mask, three candidates with their predicted IoU (multimask_output, the default) or one. Each response carries mask_input, a handle to its best mask's low-resolution logits: send it with the next click on the same object to refine it. The image's features are the ones the concept endpoints cache (same image_id; one ViT pass serves both); the first click on an image also runs the tracker's neck once and keeps its output with the cached features, so later clicks cost only the prompt encoder and mask decoder. Several objects (objects) run in batched passes. mask_input handles expire with FEATURE_CACHE_TTL_SECONDS and are bounded in number and bytes (stale ones are a 404).",
+    request: { body: { required: true, content: json(interactive.InteractiveRequest) } },
+    responses: { 200: { description: "Masks (in mask_format), IoU scores, boxes and the next call's mask_input", content: json(interactive.InteractiveResponse) }, ...errors(400, 404, 409, 413, 415, 500, 501, 503) },
   });
   registry.registerPath({
     method: 'post',

@@ -5,13 +5,14 @@
  */
 import Router from '@koa/router';
 
-import { type BoxPrompt, ErrorCode, MAX_BOXES_PER_PROMPT, type Prompt, Sam3Error, type Segmentation } from '../../index.js';
+import { type BoxPrompt, ErrorCode, MAX_BOXES_PER_PROMPT, type MaskFormat, type Prompt, Sam3Error, type Segmentation, formatMasks } from '../../index.js';
 import type { AppContext, AppDeps, AppRouter, AppState } from '../core/context.js';
 import { ApiError, toApiError, validationError } from '../core/errors.js';
 import { type ImageRef, imageRef } from './image-input.js';
 import type { HeldFeatures, InferenceService } from './inference.js';
 import type { ImageSchemas, PromptInput } from './schemas.js';
 import { parseOrThrow } from '../core/validate.js';
+import { isPositive } from '../core/schemas.js';
 
 interface Queries {
   queries: Prompt[];
@@ -28,7 +29,7 @@ export function buildQueries(prompts: PromptInput[], where = 'prompts'): Queries
     if (p.type === 'text') texts.push({ text: p.text, index });
     else {
       if (firstBox < 0) firstBox = index;
-      boxes.push({ box: p.box, label: p.label });
+      boxes.push({ box: p.box, label: isPositive(p.label) });
     }
   });
   if (boxes.length > MAX_BOXES_PER_PROMPT) {
@@ -41,12 +42,12 @@ export function buildQueries(prompts: PromptInput[], where = 'prompts'): Queries
   };
 }
 
-function detections(s: Segmentation) {
-  return { masks: s.masks, boxes: s.boxes, scores: s.scores, num_masks: s.numMasks };
+async function detections(s: Segmentation, format: MaskFormat) {
+  return { masks: await formatMasks(s.masks, format), boxes: s.boxes, scores: s.scores, num_masks: s.numMasks };
 }
 
-/** The per-query results of one image concatenated, each mask tagged with its prompt's index. */
-function concatResults(results: Segmentation[], owners: number[]) {
+/** The per-query results of one image concatenated, each mask tagged with its prompt's index, masks in `format`. */
+async function concatResults(results: Segmentation[], owners: number[], format: MaskFormat) {
   const out = { masks: [] as Segmentation['masks'], boxes: [] as Segmentation['boxes'], scores: [] as number[], num_masks: 0, prompt_index: [] as number[] };
   results.forEach((r, q) => {
     out.masks.push(...r.masks);
@@ -55,7 +56,7 @@ function concatResults(results: Segmentation[], owners: number[]) {
     out.num_masks += r.numMasks;
     for (let i = 0; i < r.numMasks; i++) out.prompt_index.push(owners[q]!);
   });
-  return out;
+  return { ...out, masks: await formatMasks(out.masks, format) };
 }
 
 function imageFacts(held: HeldFeatures) {
@@ -87,7 +88,7 @@ export function imageRoutes(deps: AppDeps, schemas: ImageSchemas, serviceOf: () 
     const start = performance.now();
     ctx.body = await withFeatures(service, ref, ctx, async (held) => {
       const results = await service.segment(held, queries, threshold);
-      return { ...concatResults(results, owners), ...imageFacts(held), inference_time_ms: ms(start) };
+      return { ...(await concatResults(results, owners, req.mask_format)), ...imageFacts(held), inference_time_ms: ms(start) };
     });
   });
 
@@ -106,7 +107,7 @@ export function imageRoutes(deps: AppDeps, schemas: ImageSchemas, serviceOf: () 
       );
       const facts = imageFacts(held);
       return {
-        results: results.map((r, i) => ({ prompt: req.text_prompts[i]!, ...detections(r) })),
+        results: await Promise.all(results.map(async (r, i) => ({ prompt: req.text_prompts[i]!, ...(await detections(r, req.mask_format)) }))),
         cache_hit: facts.cache_hit,
         image_id: facts.image_id,
         image_size: facts.image_size,
@@ -155,7 +156,9 @@ export function imageRoutes(deps: AppDeps, schemas: ImageSchemas, serviceOf: () 
       const bad = results.findIndex((r) => r.status === 'rejected');
       if (bad >= 0) throw atIndex((results[bad] as PromiseRejectedResult).reason, bad, deps);
       ctx.body = {
-        results: results.map((r, i) => ({ ...concatResults((r as PromiseFulfilledResult<Segmentation[]>).value, items[i]!.owners), ...imageFacts(held[i]!) })),
+        results: await Promise.all(
+          results.map(async (r, i) => ({ ...(await concatResults((r as PromiseFulfilledResult<Segmentation[]>).value, items[i]!.owners, req.mask_format)), ...imageFacts(held[i]!) })),
+        ),
         inference_time_ms: ms(start),
       };
     } finally {

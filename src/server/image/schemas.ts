@@ -6,7 +6,7 @@
 import { z } from 'zod';
 
 import { MAX_PROMPT_CHARS } from '../../index.js';
-import { BoxOutSchema, ImageSizeSchema, RleMaskSchema, boxSchema, promptTextSchema, thresholdSchema } from '../core/schemas.js';
+import { BoxOutSchema, ImageSizeSchema, MaskOutSchema, boxSchema, labelSchema, maskFormatSchema, promptTextSchema, thresholdSchema } from '../core/schemas.js';
 
 export interface ImageSchemaLimits {
   maxPrompts: number;
@@ -35,7 +35,7 @@ export const BoxPromptSchema = z
   .strictObject({
     type: z.literal('box'),
     box: boxSchema('image'),
-    label: z.boolean({ error: 'label must be true (an example of what to find) or false (a negative example)' }).default(true),
+    label: labelSchema('true / 1: an example of what to find; false / 0: a negative example.').default(true),
   })
   .meta({
     id: 'BoxPrompt',
@@ -48,7 +48,7 @@ export const PromptSchema = z
   .meta({ id: 'Prompt' });
 
 const detections = {
-  masks: z.array(RleMaskSchema),
+  masks: z.array(MaskOutSchema),
   boxes: z.array(BoxOutSchema).meta({ description: 'Normalised [x, y, width, height] per mask' }),
   scores: z.array(z.number()).meta({ description: 'Confidence per mask, sorted descending within each prompt' }),
   num_masks: z.number().int(),
@@ -67,6 +67,7 @@ export function makeImageSchemas(limits: ImageSchemaLimits) {
       image_id: ImageIdSchema.optional(),
       prompts,
       confidence_threshold: confidence,
+      mask_format: maskFormatSchema(),
     })
     .meta({
       id: 'SegmentRequest',
@@ -90,6 +91,7 @@ export function makeImageSchemas(limits: ImageSchemaLimits) {
       image: z.string().meta({ format: 'binary', description: 'The image file' }),
       prompts: z.string().meta({ description: 'The prompts array as JSON text', example: '[{"type": "text", "text": "person"}]' }),
       confidence_threshold: z.string().optional().meta({ example: '0.5' }),
+      mask_format: z.enum(['rle', 'polygon', 'png']).optional(),
     })
     .meta({ id: 'SegmentMultipart' });
 
@@ -104,6 +106,7 @@ export function makeImageSchemas(limits: ImageSchemaLimits) {
         .min(1, { message: 'text_prompts is empty; give at least one prompt' })
         .max(limits.maxPrompts, { message: `more than ${limits.maxPrompts} text_prompts (MAX_PROMPTS_PER_REQUEST); split the request` }),
       confidence_threshold: confidence,
+      mask_format: maskFormatSchema(),
     })
     .meta({
       id: 'CachedFeaturesRequest',
@@ -116,6 +119,7 @@ export function makeImageSchemas(limits: ImageSchemaLimits) {
       image: z.string().meta({ format: 'binary' }),
       text_prompts: z.string().meta({ description: 'A JSON array of strings, or one prompt per repeated field', example: '["person", "car"]' }),
       confidence_threshold: z.string().optional(),
+      mask_format: z.enum(['rle', 'polygon', 'png']).optional(),
     })
     .meta({ id: 'CachedFeaturesMultipart' });
 
@@ -157,6 +161,7 @@ export function makeImageSchemas(limits: ImageSchemaLimits) {
         .min(1, { message: 'images is empty' })
         .max(limits.maxBatchImages, { message: `more than ${limits.maxBatchImages} images (MAX_IMAGES_PER_BATCH); split the request` }),
       confidence_threshold: confidence,
+      mask_format: maskFormatSchema(),
     })
     .meta({ id: 'BatchRequest', description: 'Several images with their prompts; new images are encoded together in batched encoder passes. All or nothing: a bad item fails the request with its index.' });
 

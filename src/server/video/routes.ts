@@ -11,11 +11,12 @@ import path from 'node:path';
 import Router from '@koa/router';
 import multer from '@koa/multer';
 
-import { checkFrameIndex, ErrorCode, type FrameResult, MAX_POINTS_PER_PROMPT, openVideo, type PromptResult, Sam3Error, type SessionStatus, type VideoInfo, type VideoPrompt } from '../../index.js';
+import { checkFrameIndex, ErrorCode, type FrameResult, MAX_POINTS_PER_PROMPT, type MaskFormat, formatMasks, openVideo, type PromptResult, Sam3Error, type SessionStatus, type VideoInfo, type VideoPrompt } from '../../index.js';
 import { resolveMediaPath, resolveVideoId, storeUpload } from './media.js';
 import type { AppContext, AppDeps, AppRouter, AppState } from '../core/context.js';
 import { ApiCode, ApiError, validationError } from '../core/errors.js';
 import { parseOrThrow } from '../core/validate.js';
+import { isPositive } from '../core/schemas.js';
 import type { PromptRequest, VideoSchemas } from './schemas.js';
 import { type ManagedSession, type SessionManager } from './sessions.js';
 
@@ -28,8 +29,13 @@ export function videoInfo(info: VideoInfo) {
   };
 }
 
-export function frameBody(frame: FrameResult) {
-  return { frame_index: frame.frameIndex, objects: frame.objects.map((o) => ({ id: o.id, mask: o.mask, box: o.box, score: o.score, concept: o.concept })) };
+/** One frame's objects, their masks in `format`. */
+export async function frameBody(frame: FrameResult, format: MaskFormat) {
+  const masks = await formatMasks(
+    frame.objects.map((o) => o.mask),
+    format,
+  );
+  return { frame_index: frame.frameIndex, objects: frame.objects.map((o, i) => ({ id: o.id, mask: masks[i]!, box: o.box, score: o.score, concept: o.concept })) };
 }
 
 function conceptsBody(concepts: SessionStatus['concepts']) {
@@ -50,7 +56,7 @@ export function toVideoPrompt(req: PromptRequest, defaultThreshold: number): Vid
   const points = req.prompts.filter((p) => p.type === 'point');
   if (texts.length > 1) throw validationError(`prompts: ${texts.length} text prompts; send one text prompt per request`);
   if (boxes.length > 1) throw validationError(`prompts: ${boxes.length} box prompts; one object prompt takes at most one box (and any number of points)`);
-  if (boxes[0] && !boxes[0].label) throw validationError('prompts: a negative box (label false) is not supported on video; mark what to exclude with point prompts of label 0');
+  if (boxes[0] && !isPositive(boxes[0].label)) throw validationError('prompts: a negative box (label false) is not supported on video; mark what to exclude with point prompts of label 0');
   if (points.length > MAX_POINTS_PER_PROMPT) throw validationError(`prompts: ${points.length} point prompts; the limit is ${MAX_POINTS_PER_PROMPT} per object prompt`);
   const prompt: VideoPrompt = { frameIndex: req.frame_index };
   if (req.obj_id !== undefined && req.obj_id !== null) prompt.objId = req.obj_id;
@@ -59,12 +65,12 @@ export function toVideoPrompt(req: PromptRequest, defaultThreshold: number): Vid
     prompt.threshold = req.threshold ?? defaultThreshold;
   } else if (req.threshold !== undefined) prompt.threshold = req.threshold;
   if (boxes[0]) prompt.box = boxes[0].box;
-  if (points.length > 0) prompt.points = points.map((p) => ({ point: p.point, label: p.label }));
+  if (points.length > 0) prompt.points = points.map((p) => ({ point: p.point, label: isPositive(p.label) ? 1 : 0 }));
   return prompt;
 }
 
-function promptBody(r: PromptResult, concept: string | null) {
-  return { frame_index: r.frameIndex, obj_id: r.objId, obj_ids: r.objIds, masks: r.masks, boxes: r.boxes, scores: r.scores, concept };
+async function promptBody(r: PromptResult, concept: string | null, format: MaskFormat) {
+  return { frame_index: r.frameIndex, obj_id: r.objId, obj_ids: r.objIds, masks: await formatMasks(r.masks, format), boxes: r.boxes, scores: r.scores, concept };
 }
 
 export function statusBody(manager: SessionManager, s: ManagedSession) {
@@ -170,7 +176,7 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
     const req = parseOrThrow(schemas.PromptRequest, fields);
     checkFrameIndex(req.frame_index, s.info.totalFrames, 'frame_index');
     const prompt = toVideoPrompt(req, config.confidenceThreshold);
-    ctx.body = promptBody(await manager.prompt(s, prompt), prompt.text ?? null);
+    ctx.body = await promptBody(await manager.prompt(s, prompt), prompt.text ?? null, req.mask_format);
   });
 
   router.post('/session/:session_id/propagate', async (ctx) => {
@@ -188,11 +194,11 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
       if (!ctx.res.writableFinished) gone.abort(new Error('client disconnected'));
     };
     ctx.res.once('close', onClose);
-    const results: Record<string, ReturnType<typeof frameBody>> = {};
+    const results: Record<string, Awaited<ReturnType<typeof frameBody>>> = {};
     const start = performance.now();
     try {
-      const summary = await manager.propagate(s, propagateOptions(req), gone.signal, (frame) => {
-        results[String(frame.frameIndex)] = frameBody(frame);
+      const summary = await manager.propagate(s, propagateOptions(req), gone.signal, async (frame) => {
+        results[String(frame.frameIndex)] = await frameBody(frame, req.mask_format);
       });
       if (summary.cancelled) ctx.state.log.info({ session_id: s.id, frames: summary.frames }, 'propagation cancelled: the client went away');
     } finally {

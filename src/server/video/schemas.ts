@@ -6,7 +6,7 @@
 import { z } from 'zod';
 
 import { MAX_POINTS_PER_PROMPT } from '../../index.js';
-import { BoxOutSchema, FrameRleMaskSchema, boxSchema, frameIndexSchema, pointSchema, promptTextSchema, thresholdSchema } from '../core/schemas.js';
+import { BoxOutSchema, FrameMaskOutSchema, boxSchema, frameIndexSchema, labelSchema, maskFormatSchema, pointSchema, promptTextSchema, thresholdSchema } from '../core/schemas.js';
 
 /** Custom session ids: short and safe in a URL path and a log line. */
 export const SESSION_ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -31,7 +31,7 @@ export const VideoBoxPromptSchema = z
   .strictObject({
     type: z.literal('box'),
     box: boxSchema('frame'),
-    label: z.boolean({ error: 'label must be true: a video box prompt marks the object to track' }).default(true),
+    label: labelSchema('true / 1 (the only value a video box takes): the box marks the object to track.').default(true),
   })
   .meta({ id: 'VideoBoxPrompt', description: 'A box around the object to track (at most one per request; combines with point prompts).', example: { type: 'box', box: [0.3, 0.4, 0.2, 0.3] } });
 
@@ -39,7 +39,7 @@ export const VideoPointPromptSchema = z
   .strictObject({
     type: z.literal('point'),
     point: pointSchema('frame'),
-    label: z.union([z.literal(0), z.literal(1)], { error: 'label must be 1 (a point on the object) or 0 (a point not on it)' }),
+    label: labelSchema('1 / true: a point on the object; 0 / false: a point not on it.'),
   })
   .meta({ id: 'VideoPointPrompt', description: 'A click on the object (label 1) or off it (label 0). All points of a request, and its box, refine one object.', example: { type: 'point', point: [0.5, 0.45], label: 1 } });
 
@@ -63,7 +63,7 @@ export const VideoInfoSchema = z
 export const TrackedObjectSchema = z
   .object({
     id: z.number().int(),
-    mask: FrameRleMaskSchema,
+    mask: FrameMaskOutSchema,
     box: BoxOutSchema,
     score: z.number().meta({ description: 'Box/point objects: the tracker\'s object score on this frame; concept objects: the detection score they were found with' }),
     concept: z.string().nullable().meta({ description: 'The text prompt (concept) that found the object; null for objects of box/point prompts' }),
@@ -143,6 +143,7 @@ export function makeVideoSchemas(limits: VideoSchemaLimits) {
         .optional()
         .meta({ description: 'Box/point prompts: the object to refine, or the id to give a new object; null or absent: the next free id. Not allowed with a text prompt.' }),
       threshold: threshold.optional().meta({ description: `Text prompts: keep detections scoring above this. Default ${limits.defaultThreshold} (IMAGE_MODEL_CONFIDENCE_THRESHOLD).` }),
+      mask_format: maskFormatSchema(),
     })
     .meta({
       id: 'VideoPromptRequest',
@@ -155,7 +156,7 @@ export function makeVideoSchemas(limits: VideoSchemaLimits) {
       frame_index: z.number().int(),
       obj_id: z.number().int().nullable().meta({ description: 'The object of a box/point prompt; for a text prompt, the first new object (null when nothing was found)' }),
       obj_ids: z.array(z.number().int()).meta({ description: 'Every object the prompt created or refined, in the order of masks' }),
-      masks: z.array(FrameRleMaskSchema),
+      masks: z.array(FrameMaskOutSchema),
       boxes: z.array(BoxOutSchema),
       scores: z.array(z.number()),
       concept: z.string().nullable().meta({ description: 'A text prompt: its concept (the objects listed are the concept\'s on this frame); null for box/point prompts' }),
@@ -163,6 +164,7 @@ export function makeVideoSchemas(limits: VideoSchemaLimits) {
     .meta({ id: 'VideoPromptResponse' });
 
   const propagateFields = {
+    mask_format: maskFormatSchema(),
     direction: z.enum(['forward', 'backward', 'both'], { error: "direction must be 'forward', 'backward' or 'both'" }).default('forward'),
     start_frame_index: frameIndexSchema('start_frame_index').optional().meta({ description: 'Frame to start from. Default: the earliest prompted frame' }),
     max_frames: z

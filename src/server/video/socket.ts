@@ -25,7 +25,7 @@ import { requestId } from '../core/request-id.js';
 import { issuesOf } from '../core/validate.js';
 import { checkFrameIndex } from '../../index.js';
 import { frameBody, propagateOptions, requireObjects } from './routes.js';
-import type { VideoSchemas } from './schemas.js';
+import type { PropagateFields, VideoSchemas } from './schemas.js';
 import { type SessionManager, sessionNotFound } from './sessions.js';
 
 export const SOCKET_PATH = /^\/api\/v1\/video\/ws\/propagate\/([^/]+)$/;
@@ -192,13 +192,13 @@ export class PropagationSockets {
     await run.done;
   }
 
-  private async propagate(conn: Connection, options: Parameters<typeof propagateOptions>[0], controller: AbortController): Promise<void> {
+  private async propagate(conn: Connection, options: PropagateFields, controller: AbortController): Promise<void> {
     const start = performance.now();
     try {
       const s = this.manager.get(conn.sessionId);
       if (options.start_frame_index !== undefined) checkFrameIndex(options.start_frame_index, s.info.totalFrames, 'start_frame_index');
       requireObjects(s);
-      const summary = await this.manager.propagate(s, propagateOptions(options), controller.signal, (frame) => conn.send({ type: 'frame', ...frameBody(frame) }));
+      const summary = await this.manager.propagate(s, propagateOptions(options), controller.signal, async (frame) => conn.send({ type: 'frame', ...(await frameBody(frame, options.mask_format)) }));
       const ms = Math.round((performance.now() - start) * 10) / 10;
       if (summary.cancelled) {
         conn.log.info({ session_id: s.id, frames: summary.frames, reason: String((controller.signal.reason as Error | undefined)?.message ?? '') }, 'propagation cancelled');
