@@ -37,7 +37,6 @@ export function healthRoutes(deps: AppDeps): AppRouter {
       active_sessions: deps.activeSessions(),
       model_loaded: ready,
       devices,
-      replica: config.replica ?? null,
       uptime_seconds: Math.round((Date.now() - deps.startedAt) / 100) / 10,
       ...(phase === 'failed' && error ? { error: error.message } : {}),
     };

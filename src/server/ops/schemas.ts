@@ -9,11 +9,10 @@ export const HealthResponseSchema = z
     active_sessions: z.number().int(),
     model_loaded: z.boolean(),
     devices: z.array(z.string()),
-    replica: z.string().nullable().meta({ description: 'REPLICA_ID: the name in front of the ids this replica makes; null when unset' }),
     uptime_seconds: z.number(),
     error: z.string().optional(),
   })
-  .meta({ id: 'HealthResponse', example: { status: 'healthy', gpu_available: false, gpu_count: 0, active_sessions: 0, model_loaded: true, devices: ['cpu'], replica: null, uptime_seconds: 12.3 } });
+  .meta({ id: 'HealthResponse', example: { status: 'healthy', gpu_available: false, gpu_count: 0, active_sessions: 0, model_loaded: true, devices: ['cpu'], uptime_seconds: 12.3 } });
 
 export const ModelsInfoSchema = z
   .object({
