@@ -102,7 +102,7 @@ describe('bad input', () => {
     const unknown = 'ab'.repeat(32);
     expectError(await segment({ image_id: unknown, prompts: [text('a')] }), 404, 'unknown_image_id', /is not in the feature cache .* send the image again, or embed it/);
     expectError(await postJson(srv.base, '/api/v1/image/cached-features', { image_id: unknown, text_prompts: ['a'] }), 404, 'unknown_image_id');
-    expectError(await segment({ image_id: 'not-an-id', prompts: [text('a')] }), 400, 'validation_error', /image_id must be the 64 hex characters/);
+    expectError(await segment({ image_id: 'not-an-id', prompts: [text('a')] }), 400, 'validation_error', /image_id must be the id returned by \/api\/v1\/image\/embed .*: 64 hex characters/);
     expectError(await segment({ image, image_id: unknown, prompts: [text('a')] }), 400, 'validation_error', /both set; send exactly one/);
     expectError(await segment({ prompts: [text('a')] }), 400, 'validation_error', /^image is required/);
   });

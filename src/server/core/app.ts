@@ -27,6 +27,7 @@ import { videoSlice } from '../video/slice.js';
 import { BodyReader } from './body.js';
 import { type ServerConfig, packageRoot } from './config.js';
 import type { AppContext, AppDeps, AppState, Phase, Slice } from './context.js';
+import { ReplicaIds } from './replica.js';
 import { shuttingDown } from './errors.js';
 import { Metrics } from './metrics.js';
 import { InflightRequests, errorResponses, requestContext } from './middleware.js';
@@ -98,6 +99,7 @@ export function createApp(options: AppOptions): Sam3App {
 
   const deps: AppDeps = {
     config,
+    replica: new ReplicaIds(config.replica),
     body: new BodyReader(config.limits.maxBodyBytes),
     metrics,
     logger,
@@ -157,7 +159,7 @@ export function createApp(options: AppOptions): Sam3App {
     if (ws) await ws.middleware(ctx, next);
   });
 
-  app.use(requestContext(logger, metrics));
+  app.use(requestContext(logger, metrics, config.replica));
   app.use(errorResponses(deps.errorContext));
   app.use(inflight.middleware(deps.phase, config.batching.retryAfterSeconds));
   for (const slice of slices) {

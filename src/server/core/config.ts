@@ -13,6 +13,7 @@ import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
 
 import type { ConceptConfig } from '../../index.js';
+import { REPLICA_NAME } from './replica.js';
 
 /** The package root: src/server/core/ and dist/server/core/ are both three levels below it. */
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -74,6 +75,11 @@ const envSchema = z.object({
   IMAGE_MODEL_RESOLUTION: num({ int: true, positive: true }).optional(),
   IMAGE_MODEL_WARMUP: bool.default(true),
   SERVER_HOST: z.string().trim().min(1).default('0.0.0.0'),
+  REPLICA_ID: z
+    .string()
+    .trim()
+    .regex(REPLICA_NAME, { message: 'must be a DNS label (a-z, 0-9 and -, at most 63 characters, e.g. the pod name sam3-0)' })
+    .optional(),
   SERVER_PORT: num({ int: true, min: 0, max: 65535 }).default(8000),
   LOG_LEVEL: z
     .string()
@@ -140,6 +146,8 @@ export interface ServerConfig {
   warmup: boolean;
   host: string;
   port: number;
+  /** REPLICA_ID: this replica's name, put in front of every session, image and video id it makes (core/replica.ts). */
+  replica: string | undefined;
   logLevel: (typeof LOG_LEVELS)[number];
   featureCache: { enabled: boolean; ttlMs: number; maxBytes: number; maxEntries: number };
   textCacheEntries: number;
@@ -224,6 +232,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     warmup: e.IMAGE_MODEL_WARMUP,
     host: e.SERVER_HOST,
     port: e.SERVER_PORT,
+    replica: e.REPLICA_ID,
     logLevel: e.LOG_LEVEL,
     featureCache: {
       enabled: e.ENABLE_FEATURE_CACHE,

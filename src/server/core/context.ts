@@ -11,6 +11,7 @@ import type { ModelPool } from '../devices/workers.js';
 import type { BodyReader } from './body.js';
 import type { ServerConfig } from './config.js';
 import type { Metrics } from './metrics.js';
+import type { ReplicaIds } from './replica.js';
 
 export interface AppState {
   requestId: string;
@@ -32,6 +33,8 @@ export interface ErrorContext {
 /** What slices need from the app; pool() throws a 503 until the model is loaded. */
 export interface AppDeps {
   config: ServerConfig;
+  /** This replica's ids (REPLICA_ID): makes them and refuses other replicas' (421). */
+  replica: ReplicaIds;
   body: BodyReader;
   metrics: Metrics;
   logger: Logger;

@@ -44,6 +44,7 @@ export const ApiCode = {
   NoObjects: 'no_objects',
   UploadTooLarge: 'upload_too_large',
   UpgradeRequired: 'upgrade_required',
+  WrongReplica: 'wrong_replica',
   InternalError: 'internal_error',
 } as const;
 export type ApiCode = (typeof ApiCode)[keyof typeof ApiCode];

@@ -9,17 +9,22 @@ import type { Logger } from 'pino';
 import type { AppContext, AppState, ErrorContext, Phase } from './context.js';
 import { ApiCode, ApiError, SHUTTING_DOWN_MESSAGE, errorBody, toApiError } from './errors.js';
 import type { Metrics } from './metrics.js';
+import { REPLICA_HEADER } from './replica.js';
 import { requestId } from './request-id.js';
 
 type AppMiddleware = Middleware<AppState, AppContext>;
 
-/** Request id and logger; access log and HTTP metrics once the response status is final. */
-export function requestContext(logger: Logger, metrics: Metrics): AppMiddleware {
+/**
+ * Request id and logger; access log and HTTP metrics once the response status is final. Every
+ * response names the replica that answered (X-Sam3-Replica) when REPLICA_ID is set.
+ */
+export function requestContext(logger: Logger, metrics: Metrics, replica?: string): AppMiddleware {
   return async (ctx, next) => {
     const id = requestId(ctx.get('x-request-id'));
     ctx.state.requestId = id;
     ctx.state.log = logger.child({ req_id: id });
     ctx.set('X-Request-Id', id);
+    if (replica) ctx.set(REPLICA_HEADER, replica);
     const start = performance.now();
     try {
       await next();

@@ -11,6 +11,7 @@ import { ErrorResponseSchema } from './schemas.js';
 export const json = (schema: z.ZodType) => ({ 'application/json': { schema } });
 
 const COMMON: Record<number, string> = {
+  421: 'The id names another replica (details.owner, header X-Sam3-Owner): send the request to that replica; a proxy configured as deploy/nginx does',
   500: 'A server fault; the body carries the request id that the log has',
 };
 

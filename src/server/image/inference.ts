@@ -10,13 +10,16 @@ import type { ServerConfig } from '../core/config.js';
 import { type ModelPool, type Ticket, type Worker, queueFull } from '../devices/workers.js';
 import type { ImageRef } from './image-input.js';
 import type { DeviceMetrics } from '../devices/metrics.js';
+import type { ReplicaIds } from '../core/replica.js';
 
 /** Image features held by one request: release() unpins them and frees the queue slot. */
 export interface HeldFeatures {
   worker: Worker;
   features: ImageFeatures;
-  /** The cache key (null when the cache is off). */
+  /** The image_id clients see: the cache key with this replica's prefix (null when the cache is off). */
   imageId: string | null;
+  /** The feature cache's key (the sha256 of the image bytes; null when the cache is off). */
+  cacheKey: string | null;
   cacheHit: boolean;
   release(): void;
 }
@@ -29,14 +32,16 @@ export class InferenceService {
     private readonly pool: ModelPool,
     private readonly config: ServerConfig,
     private readonly metrics: DeviceMetrics,
+    private readonly replica: ReplicaIds,
   ) {}
 
   get cacheEnabled(): boolean {
     return this.config.featureCache.enabled;
   }
 
-  async acquire(ref: ImageRef, log: Logger): Promise<HeldFeatures> {
-    if (ref.kind === 'id') return this.fromCache(ref.imageId);
+  /** `field`: where an image_id came from, for the 421 of another replica's id. */
+  async acquire(ref: ImageRef, log: Logger, field = 'image_id'): Promise<HeldFeatures> {
+    if (ref.kind === 'id') return this.fromCache(ref.imageId, field);
     if (this.cacheEnabled) {
       // A second request for the same bytes waits for the first one's encode rather than encoding twice.
       for (let attempt = 0; attempt < 2; attempt++) {
@@ -72,17 +77,19 @@ export class InferenceService {
     }
   }
 
-  private fromCache(imageId: string): HeldFeatures {
+  private fromCache(clientId: string, field: string): HeldFeatures {
+    // Another replica's id is refused before any lookup (421): its content hash may be cached here too.
+    const imageId = this.replica.local(clientId, field);
     if (!this.cacheEnabled) {
-      throw new Sam3Error(ErrorCode.FeatureCacheDisabled, 'image_id needs the feature cache, and this server runs with ENABLE_FEATURE_CACHE=false; send the image itself', { image_id: imageId });
+      throw new Sam3Error(ErrorCode.FeatureCacheDisabled, 'image_id needs the feature cache, and this server runs with ENABLE_FEATURE_CACHE=false; send the image itself', { image_id: clientId });
     }
     const held = this.tryCache(imageId);
     if (held) return held;
     const ttl = this.config.featureCache.ttlMs / 1000;
     throw new Sam3Error(
       ErrorCode.UnknownImageId,
-      `image_id ${imageId} is not in the feature cache (never embedded here, expired after FEATURE_CACHE_TTL_SECONDS = ${ttl}, or evicted when the cache was full); send the image again, or embed it with POST /api/v1/image/embed`,
-      { image_id: imageId },
+      `image_id ${clientId} is not in the feature cache (never embedded here, expired after FEATURE_CACHE_TTL_SECONDS = ${ttl}, evicted when the cache was full, or lost when the server restarted); send the image again, or embed it with POST /api/v1/image/embed`,
+      { image_id: clientId },
     );
   }
 
@@ -99,7 +106,7 @@ export class InferenceService {
       ticket.release(); // expired between has() and lease()
       return undefined;
     }
-    return held(worker, lease, ticket, imageId, true);
+    return held(worker, lease, ticket, imageId, this.replica.mint(imageId), true);
   }
 
   private async encode(bytes: Buffer, imageId: string, log: Logger): Promise<HeldFeatures> {
@@ -121,9 +128,9 @@ export class InferenceService {
       this.metrics.observeStage('decode', worker.label, (performance.now() - t0) / 1000);
       const features = await pending.submit({ rgb: image.data, width: image.width, height: image.height });
       log.debug({ device: worker.label, width: image.width, height: image.height, ms: +(performance.now() - t0).toFixed(1) }, 'image encoded');
-      if (worker.cache) return held(worker, worker.cache.insert(imageId, features), ticket, imageId, false);
+      if (worker.cache) return held(worker, worker.cache.insert(imageId, features), ticket, imageId, this.replica.mint(imageId), false);
       const own: Lease<ImageFeatures> = { value: features, release: () => features.dispose() };
-      return held(worker, own, ticket, null, false);
+      return held(worker, own, ticket, null, null, false);
     } catch (err) {
       pending.cancel();
       ticket.release();
@@ -137,12 +144,13 @@ export class InferenceService {
   }
 }
 
-function held(worker: Worker, lease: Lease<ImageFeatures>, ticket: Ticket, imageId: string | null, cacheHit: boolean): HeldFeatures {
+function held(worker: Worker, lease: Lease<ImageFeatures>, ticket: Ticket, cacheKey: string | null, imageId: string | null, cacheHit: boolean): HeldFeatures {
   let released = false;
   return {
     worker,
     features: lease.value,
     imageId,
+    cacheKey,
     cacheHit,
     release: () => {
       if (released) return;

@@ -16,7 +16,7 @@ const errors = errorResponses({
 });
 
 export function registerImagePaths(registry: OpenAPIRegistry, schemas: ImageSchemas, interactive: InteractiveSchemas): void {
-  const imageErrors = errors(400, 404, 409, 413, 415, 500, 503);
+  const imageErrors = errors(400, 404, 409, 413, 415, 421, 500, 503);
 
   registry.registerPath({
     method: 'post',

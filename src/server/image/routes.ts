@@ -8,6 +8,7 @@ import Router from '@koa/router';
 import { type BoxPrompt, ErrorCode, MAX_BOXES_PER_PROMPT, type MaskFormat, type Prompt, Sam3Error, type Segmentation, formatMasks } from '../../index.js';
 import type { AppContext, AppDeps, AppRouter, AppState } from '../core/context.js';
 import { ApiError, toApiError, validationError } from '../core/errors.js';
+import { ReplicaIds } from '../core/replica.js';
 import { type ImageRef, imageRef } from './image-input.js';
 import type { HeldFeatures, InferenceService } from './inference.js';
 import type { ImageSchemas, PromptInput } from './schemas.js';
@@ -126,7 +127,7 @@ export function imageRoutes(deps: AppDeps, schemas: ImageSchemas, serviceOf: () 
     }
     const start = performance.now();
     ctx.body = await withFeatures(service, ref, ctx, async (held) => {
-      if (!held.worker.cache?.has(held.imageId!)) {
+      if (!held.worker.cache?.has(held.cacheKey!)) {
         ctx.state.log.warn({ image_id: held.imageId, bytes: held.features.bytes }, 'features evicted at once: FEATURE_CACHE_MAX_MB is smaller than one image');
       }
       return { ...imageFacts(held), image_id: held.imageId!, expires_in_seconds: config.featureCache.ttlMs / 1000, inference_time_ms: ms(start) };
@@ -136,6 +137,7 @@ export function imageRoutes(deps: AppDeps, schemas: ImageSchemas, serviceOf: () 
   router.post('/batch', async (ctx) => {
     const { fields } = await body.read(ctx, false);
     const req = parseOrThrow(schemas.BatchRequest, fields);
+    sameReplica(req.images.map((item) => item.image_id));
     const items = req.images.map((item, i) => {
       const where = `images[${i}]`;
       return {
@@ -147,7 +149,7 @@ export function imageRoutes(deps: AppDeps, schemas: ImageSchemas, serviceOf: () 
     const service = serviceOf();
     const start = performance.now();
     // All images are submitted at once so new ones share batched encoder passes.
-    const acquired = await Promise.allSettled(items.map((item) => service.acquire(item.ref, ctx.state.log)));
+    const acquired = await Promise.allSettled(items.map((item, i) => service.acquire(item.ref, ctx.state.log, `images[${i}].image_id`)));
     const held = acquired.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
     try {
       const failed = acquired.findIndex((a) => a.status === 'rejected');
@@ -167,6 +169,21 @@ export function imageRoutes(deps: AppDeps, schemas: ImageSchemas, serviceOf: () 
   });
 
   return router;
+}
+
+/** A batch's image_ids must be one replica's: a proxy can send the request to one replica only. */
+function sameReplica(imageIds: (string | undefined)[]): void {
+  const first = new Map<string, number>();
+  imageIds.forEach((id, i) => {
+    const owner = id === undefined ? undefined : ReplicaIds.owner(id);
+    if (owner !== undefined && !first.has(owner)) first.set(owner, i);
+  });
+  if (first.size > 1) {
+    const [[a, i], [b, j]] = [...first.entries()] as [[string, number], [string, number]];
+    throw validationError(`images[${i}].image_id belongs to replica '${a}' and images[${j}].image_id to replica '${b}'; one batch can name the image_ids of one replica only: split it, or send those images' bytes instead`, {
+      replicas: [...first.keys()],
+    });
+  }
 }
 
 /** A batch item's error, with the item's index in the message and details. */

@@ -16,8 +16,11 @@ export interface ImageSchemaLimits {
 
 export const ImageIdSchema = z
   .string({ error: 'image_id must be a string: the id returned by /api/v1/image/embed' })
-  .regex(/^[0-9a-f]{64}$/, { message: 'image_id must be the 64 hex characters returned by /api/v1/image/embed (or by a segment response)' })
-  .meta({ description: 'Id of image features cached on the server (sha256 of the image bytes), from /api/v1/image/embed.', example: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' });
+  .regex(/^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)?[0-9a-f]{64}$/, { message: 'image_id must be the id returned by /api/v1/image/embed (or by a segment response): 64 hex characters, after the replica name and a dot when the server has a REPLICA_ID' })
+  .meta({
+    description: 'Id of image features cached on the server, from /api/v1/image/embed: the sha256 of the image bytes, after "<replica>." when the server runs as a replica (REPLICA_ID) and owns the features.',
+    example: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+  });
 
 export const ImageFieldSchema = z.string({ error: 'image must be a string: the image file as base64 or a data URL' }).min(1, { message: 'image is empty; send the image file as base64 or a data URL' }).meta({
   description: 'The image file (PNG, JPEG, WebP, GIF, TIFF, AVIF) as base64, or as a data URL (data:image/png;base64,...).',

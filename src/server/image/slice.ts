@@ -21,7 +21,7 @@ export function imageSlice(deps: AppDeps, metrics: DeviceMetrics): Slice {
     const pool = deps.pool();
     if (servedPool !== pool || !service) {
       servedPool = pool;
-      service = new InferenceService(pool, config, metrics);
+      service = new InferenceService(pool, config, metrics, deps.replica);
       store?.close();
       store = new MaskInputStore(config);
     }

@@ -39,7 +39,7 @@ export function registerVideoPaths(registry: OpenAPIRegistry, s: VideoSchemas): 
     summary: 'Open a tracking session on a video (a path inside MEDIA_ROOT or an uploaded video_id)',
     description: 'The session is pinned to the device with the fewest sessions among those gpu_ids allows. At most MAX_SESSIONS sessions are open; one unused for SESSION_IDLE_TIMEOUT_SECONDS is closed.',
     request: { body: { required: true, content: json(s.StartSessionRequest) } },
-    responses: { 200: { description: 'The session is ready for prompts', content: json(s.StartSessionResponse) }, ...errors(400, 403, 404, 409, 415, 422, 429, 500, 501, 503) },
+    responses: { 200: { description: 'The session is ready for prompts', content: json(s.StartSessionResponse) }, ...errors(400, 403, 404, 409, 415, 421, 422, 429, 500, 501, 503) },
   });
   registry.registerPath({
     method: 'post',
@@ -47,7 +47,7 @@ export function registerVideoPaths(registry: OpenAPIRegistry, s: VideoSchemas): 
     tags,
     summary: 'Prompt a frame: a text prompt (new objects) or points and a box (one object)',
     request: { params: sessionParam, body: { required: true, content: json(s.PromptRequest) } },
-    responses: { 200: { description: 'The masks of the prompted frame', content: json(s.PromptResponse) }, ...errors(400, 404, 409, 415, 500, 503) },
+    responses: { 200: { description: 'The masks of the prompted frame', content: json(s.PromptResponse) }, ...errors(400, 404, 409, 415, 421, 500, 503) },
   });
   registry.registerPath({
     method: 'post',
@@ -56,7 +56,7 @@ export function registerVideoPaths(registry: OpenAPIRegistry, s: VideoSchemas): 
     summary: 'Track the prompted objects through the video; one answer with every frame',
     description: 'A client that disconnects cancels the propagation. For frames as they are tracked, use the WebSocket /api/v1/video/ws/propagate/{session_id}.',
     request: { params: sessionParam, body: { required: true, content: json(s.PropagateRequest) } },
-    responses: { 200: { description: 'Per frame, the tracked objects', content: json(s.PropagateResponse) }, ...errors(400, 404, 409, 415, 500, 503) },
+    responses: { 200: { description: 'Per frame, the tracked objects', content: json(s.PropagateResponse) }, ...errors(400, 404, 409, 415, 421, 500, 503) },
   });
   registry.registerPath({
     method: 'get',
@@ -82,7 +82,7 @@ export function registerVideoPaths(registry: OpenAPIRegistry, s: VideoSchemas): 
     tags,
     summary: 'Session status: frames tracked, objects, prompts, memory held, device, activity',
     request: { params: sessionParam },
-    responses: { 200: { description: 'Status', content: json(s.SessionStatus) }, ...errors(404, 500) },
+    responses: { 200: { description: 'Status', content: json(s.SessionStatus) }, ...errors(404, 421, 500) },
   });
   registry.registerPath({
     method: 'delete',
@@ -90,7 +90,7 @@ export function registerVideoPaths(registry: OpenAPIRegistry, s: VideoSchemas): 
     tags,
     summary: 'Stop tracking one object',
     request: { params: sessionParam.extend({ obj_id: z.string().meta({ param: { name: 'obj_id', in: 'path' }, example: '1' }) }) },
-    responses: { 200: { description: 'The objects left', content: json(s.RemoveObjectResponse) }, ...errors(400, 404, 409, 500) },
+    responses: { 200: { description: 'The objects left', content: json(s.RemoveObjectResponse) }, ...errors(400, 404, 409, 421, 500) },
   });
   registry.registerPath({
     method: 'delete',
@@ -98,7 +98,7 @@ export function registerVideoPaths(registry: OpenAPIRegistry, s: VideoSchemas): 
     tags,
     summary: 'Stop tracking a text concept and remove its objects',
     request: { params: sessionParam.extend({ concept_id: z.string().meta({ param: { name: 'concept_id', in: 'path' }, example: '0' }) }) },
-    responses: { 200: { description: 'The objects removed and the objects left', content: json(s.RemoveConceptResponse) }, ...errors(400, 404, 409, 500) },
+    responses: { 200: { description: 'The objects removed and the objects left', content: json(s.RemoveConceptResponse) }, ...errors(400, 404, 409, 421, 500) },
   });
   registry.registerPath({
     method: 'post',
@@ -106,7 +106,7 @@ export function registerVideoPaths(registry: OpenAPIRegistry, s: VideoSchemas): 
     tags,
     summary: 'Clear every prompt, object and tracking result of the session (the video stays open)',
     request: { params: sessionParam },
-    responses: { 200: { description: 'Reset', content: json(s.ResetResponse) }, ...errors(404, 409, 500) },
+    responses: { 200: { description: 'Reset', content: json(s.ResetResponse) }, ...errors(404, 409, 421, 500) },
   });
   registry.registerPath({
     method: 'delete',
@@ -114,7 +114,7 @@ export function registerVideoPaths(registry: OpenAPIRegistry, s: VideoSchemas): 
     tags,
     summary: 'Close the session and free its memory (a running propagation is cancelled)',
     request: { params: sessionParam },
-    responses: { 200: { description: 'Closed', content: json(s.CloseResponse) }, ...errors(404, 500) },
+    responses: { 200: { description: 'Closed', content: json(s.CloseResponse) }, ...errors(404, 421, 500) },
   });
   registry.registerPath({
     method: 'get',

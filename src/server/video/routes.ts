@@ -106,7 +106,9 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
   }).single('file');
   const uploadMb = +(video.maxUploadBytes / 1024 / 1024).toFixed(2);
 
-  const sessionOf = (ctx: AppContext) => manager.get(String(ctx.params.session_id));
+  // Another replica's session id is a 421 naming the owner (core/replica.ts).
+  const sessionIdOf = (ctx: AppContext) => deps.replica.own(String(ctx.params.session_id), 'session_id');
+  const sessionOf = (ctx: AppContext) => manager.get(sessionIdOf(ctx));
   // MEDIA_ROOT is made on first use (uploads are stored under it).
   let mediaRoot: Promise<unknown> | undefined;
   const ensureMediaRoot = () =>
@@ -143,7 +145,7 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
       const info = source.info;
       await source.close();
       ctx.state.log.info({ video_id: stored.videoId, bytes: file.size, frames: info.totalFrames }, 'video uploaded');
-      ctx.body = { video_id: stored.videoId, video_info: videoInfo(info) };
+      ctx.body = { video_id: deps.replica.mint(stored.videoId), video_info: videoInfo(info) };
     } catch (err) {
       if (stored) await rm(stored.path, { force: true }).catch(() => undefined);
       throw err;
@@ -157,7 +159,7 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
     const req = parseOrThrow(schemas.StartSessionRequest, fields);
     deps.pool(); // 503 while loading
     await ensureMediaRoot();
-    const file = req.video_path !== undefined ? await resolveMediaPath(video.mediaRoot, req.video_path) : await resolveVideoId(video.mediaRoot, req.video_id!);
+    const file = req.video_path !== undefined ? await resolveMediaPath(video.mediaRoot, req.video_path) : await resolveVideoId(video.mediaRoot, deps.replica.local(req.video_id!, 'video_id'));
     const s = await manager.open(
       {
         path: file,
@@ -236,7 +238,7 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
   });
 
   router.delete('/session/:session_id', async (ctx) => {
-    const id = String(ctx.params.session_id);
+    const id = sessionIdOf(ctx);
     await manager.close(id, 'deleted', ctx.state.log);
     ctx.body = { session_id: id, status: 'closed' };
   });

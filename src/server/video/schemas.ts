@@ -14,7 +14,10 @@ export const SESSION_ID = /^[A-Za-z0-9_-]{1,64}$/;
 export const SessionIdSchema = z
   .string({ error: 'session_id must be a string' })
   .regex(SESSION_ID, { message: 'session_id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -' })
-  .meta({ description: 'Session id: 1 to 64 characters of A-Z, a-z, 0-9, _ and -. Default: a random UUID.', example: 'my-session-1' });
+  .meta({
+    description: 'Session id: 1 to 64 characters of A-Z, a-z, 0-9, _ and -. Default: a random UUID. A server running as a replica (REPLICA_ID) puts its name and a dot in front of it: use the session_id of the response.',
+    example: 'my-session-1',
+  });
 
 export const VideoTextPromptSchema = z
   .strictObject({

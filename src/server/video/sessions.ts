@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { ErrorCode, type FrameResult, type FrameSource, openVideo, type PromptResult, type PropagateOptions, Sam3Error, type SessionStatus, type VideoInfo, type VideoPrompt, type VideoSession } from '../../index.js';
 import { shuttingDown } from '../core/errors.js';
 import type { ServerConfig } from '../core/config.js';
+import type { ReplicaIds } from '../core/replica.js';
 import type { ModelPool, Worker } from '../devices/workers.js';
 import type { CloseReason, PropagationOutcome, VideoMetrics } from './metrics.js';
 
@@ -29,6 +30,8 @@ export interface SessionManagerOptions {
   pool(): ModelPool;
   metrics: VideoMetrics;
   logger: Logger;
+  /** Session ids carry this replica's name (REPLICA_ID). */
+  ids: ReplicaIds;
   /** Clock for idle expiry (tests). Default Date.now. */
   now?: () => number;
 }
@@ -144,7 +147,7 @@ export class SessionManager {
     const pool = this.options.pool();
     const workers = this.allowedWorkers(pool, req.gpuIds);
     workers[0]!.model.requireTracker(); // 501 before anything is opened
-    const id = req.sessionId ?? randomUUID();
+    const id = this.options.ids.mint(req.sessionId ?? randomUUID());
     if (this.sessions.has(id) || this.opening.has(id)) {
       throw new Sam3Error(ErrorCode.SessionExists, `a session with id '${id}' is already open; choose another session_id or leave it out for a random one`, { session_id: id });
     }
@@ -392,7 +395,7 @@ async function closeSource(source: FrameSource): Promise<void> {
 }
 
 export function sessionNotFound(id: string): Sam3Error {
-  return new Sam3Error(ErrorCode.SessionNotFound, `no video session '${id}': it was never opened, was closed, or expired after SESSION_IDLE_TIMEOUT_SECONDS unused; GET /api/v1/video/sessions lists the open ones`, { session_id: id });
+  return new Sam3Error(ErrorCode.SessionNotFound, `no video session '${id}': it was never opened, was closed, expired after SESSION_IDLE_TIMEOUT_SECONDS unused, or was lost when the server restarted; GET /api/v1/video/sessions lists the open ones`, { session_id: id });
 }
 
 function sessionClosed(id: string): Sam3Error {

@@ -18,6 +18,7 @@ export function videoSlice(deps: AppDeps, now?: () => number): Slice & { session
     pool: () => deps.pool(),
     metrics: new VideoMetrics(deps.metrics.registry),
     logger,
+    ids: deps.replica,
     ...(now ? { now } : {}),
   });
   const sockets = new PropagationSockets(deps, schemas, sessions, logger);

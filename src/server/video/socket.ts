@@ -39,6 +39,8 @@ export const CloseCode = {
   Normal: 1000,
   GoingAway: 1001,
   SessionNotFound: 4404,
+  /** The session is another replica's (the error names it); connect through a proxy that routes by the id. */
+  WrongReplica: 4421,
   SessionClosed: 4410,
 } as const;
 
@@ -127,6 +129,13 @@ export class PropagationSockets {
     ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => {
       this.onMessage(conn, data, isBinary).catch((err: unknown) => log.error({ err }, 'websocket message handling failed'));
     });
+    try {
+      this.deps.replica.own(sessionId, 'session_id');
+    } catch (err) {
+      await conn.error(toApiError(err, this.deps.errorContext()));
+      conn.close(CloseCode.WrongReplica, 'session of another replica');
+      return;
+    }
     if (!this.manager.has(sessionId)) {
       await conn.error(toApiError(sessionNotFound(sessionId), this.deps.errorContext()));
       conn.close(CloseCode.SessionNotFound, 'unknown session');
