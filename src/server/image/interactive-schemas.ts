@@ -8,12 +8,12 @@ import { MAX_POINTS_PER_PROMPT } from '../../index.js';
 import { BoxOutSchema, ImageSizeSchema, MaskOutSchema, boxSchema, labelSchema, maskFormatSchema, pointSchema } from '../core/schemas.js';
 import { ImageFieldSchema, ImageIdSchema } from './schemas.js';
 
-/** A mask_input handle: 'mi_' and 32 hex characters. */
-export const MASK_INPUT_ID = /^mi_[0-9a-f]{32}$/;
+/** A mask_input handle: 'mi_' and 32 hex characters, after '<replica>.' when the server has a REPLICA_ID. */
+export const MASK_INPUT_ID = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)?mi_[0-9a-f]{32}$/;
 
 export const MaskInputIdSchema = z
   .string({ error: 'mask_input must be a string: the mask_input returned by an earlier /api/v1/image/interactive call' })
-  .regex(MASK_INPUT_ID, { message: "mask_input must be the 'mi_...' handle returned by an earlier /api/v1/image/interactive call on the same image" })
+  .regex(MASK_INPUT_ID, { message: "mask_input must be the 'mi_...' handle returned by an earlier /api/v1/image/interactive call on the same image (after the replica name and a dot when the server runs as a replica)" })
   .meta({
     description: "The mask_input returned by an earlier call on the same image and object: that call's best low-resolution mask logits, fed to the mask decoder to refine it.",
     example: 'mi_3f2a9c0d4b5e6f708192a3b4c5d6e7f8',

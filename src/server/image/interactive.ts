@@ -99,6 +99,8 @@ export function interactiveRoutes(deps: AppDeps, schemas: InteractiveSchemas, se
     const store = storeOf();
     const start = performance.now();
     const held = await service.acquire(ref, ctx.state.log);
+    // The image's content id (sha256 of its bytes), without the replica prefix an image_id carries.
+    const contentId = ref.kind === 'id' ? deps.replica.local(ref.imageId, 'image_id') : ref.imageId;
     const leases: { release(): void }[] = [];
     try {
       const prompts: InteractivePrompt[] = list.map((o, i) => {
@@ -106,7 +108,9 @@ export function interactiveRoutes(deps: AppDeps, schemas: InteractiveSchemas, se
         if (o.points) p.points = o.points.map((q) => ({ point: q.point, label: isPositive(q.label) ? 1 : 0 }));
         if (o.box) p.box = o.box;
         if (o.mask_input) {
-          const lease = store.lease(o.mask_input, single ? 'mask_input' : `objects[${i}].mask_input`, ref.imageId);
+          const where = single ? 'mask_input' : `objects[${i}].mask_input`;
+          // Handles are replica-owned like image_ids: another replica's is a 421 naming its owner.
+          const lease = store.lease(deps.replica.local(o.mask_input, where), where, contentId);
           leases.push(lease);
           p.maskInput = lease.value.logits;
         }
@@ -115,7 +119,7 @@ export function interactiveRoutes(deps: AppDeps, schemas: InteractiveSchemas, se
       const results = await service.interactive(held, prompts, req.multimask_output);
       // Stored first, so that the logits are owned by the store even if formatting a mask fails.
       // Bound to the image's content id (sha256 of its bytes), which exists with the feature cache off too.
-      const ids = results.map((r) => store.put(r.maskInput, ref.imageId));
+      const ids = results.map((r) => deps.replica.mint(store.put(r.maskInput, contentId)));
       const out = await Promise.all(results.map((r, i) => resultBody(r, ids[i]!, req.mask_format)));
       const facts = { image_id: held.imageId, image_size: { width: held.features.width, height: held.features.height }, cache_hit: held.cacheHit, inference_time_ms: ms(start) };
       ctx.body = single ? { ...out[0]!, ...facts } : { objects: out, ...facts };
