@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { Sam3Model, runtimeInfo } from '../src/index.js';
+import { Sam3Model, heapStats, runtimeInfo } from '../src/index.js';
 import type { FrameSource, RgbFrame, VideoInfo } from '../src/video/source.js';
 import { fixture, root } from '../tests/helpers.js';
 
@@ -91,6 +91,9 @@ interface Sample {
   heapUsedMiB: number;
   externalMiB: number;
   sessionMemoryMiB: number;
+  /** The C heap (glibc mallinfo2): bytes in use and bytes free but held (null off glibc). */
+  nativeInUseMiB: number | null;
+  nativeFreeMiB: number | null;
   /** Objects in this frame's output / objects the session tracks now. */
   objects: number;
   tracked: number;
@@ -112,18 +115,21 @@ async function main() {
   const take = (objects: number) => {
     gc?.(); // JS garbage does not count as growth: only what survives a full collection
     const m = process.memoryUsage();
+    const h = heapStats();
     const s: Sample = {
       frame: seen,
       rssMiB: m.rss / MiB,
       heapUsedMiB: m.heapUsed / MiB,
       externalMiB: m.external / MiB,
       sessionMemoryMiB: session.status().memoryBytes / MiB,
+      nativeInUseMiB: h ? h.inUseBytes / MiB : null,
+      nativeFreeMiB: h ? h.freeBytes / MiB : null,
       objects,
       tracked: session.status().objects.length,
       seconds: (performance.now() - t0) / 1000,
     };
     samples.push(s);
-    console.log(`frame ${String(s.frame).padStart(5)}  rss ${s.rssMiB.toFixed(1)} MiB  heap ${s.heapUsedMiB.toFixed(1)}  external ${s.externalMiB.toFixed(1)}  session ${s.sessionMemoryMiB.toFixed(1)} MiB  objects ${objects} (tracked ${s.tracked})  ${s.seconds.toFixed(0)} s`);
+    console.log(`frame ${String(s.frame).padStart(5)}  rss ${s.rssMiB.toFixed(1)} MiB  heap ${s.heapUsedMiB.toFixed(1)}  external ${s.externalMiB.toFixed(1)}  session ${s.sessionMemoryMiB.toFixed(1)} MiB  native in use ${s.nativeInUseMiB?.toFixed(1)} free ${s.nativeFreeMiB?.toFixed(1)}  objects ${objects} (tracked ${s.tracked})  ${s.seconds.toFixed(0)} s`);
   };
   const start = process.memoryUsage().rss / MiB;
   console.log(`tiny model ${bundle}, ${FRAMES} frames of ${W}x${H}, concepts ${JSON.stringify(PROMPTS)}, ${JSON.stringify(CONCEPT)}, memoryWindow ${options.memoryWindow ?? 'default (16)'}, feature cache ${options.featureCacheBytes === undefined ? 'default (256 MiB)' : `${options.featureCacheBytes / MiB} MiB`}; rss before propagating ${start.toFixed(1)} MiB`);
@@ -157,6 +163,8 @@ async function main() {
     slopeKiBPerFrame: slope * 1024,
     sessionMemoryGrowthMiB: last.sessionMemoryMiB - first.sessionMemoryMiB,
     heapGrowthMiB: last.heapUsedMiB - first.heapUsedMiB,
+    nativeInUseGrowthMiB: last.nativeInUseMiB === null || first.nativeInUseMiB === null ? null : last.nativeInUseMiB - first.nativeInUseMiB,
+    nativeFreeGrowthMiB: last.nativeFreeMiB === null || first.nativeFreeMiB === null ? null : last.nativeFreeMiB - first.nativeFreeMiB,
     objects: { min: Math.min(...objectCounts), max: Math.max(...objectCounts), last: objectCounts[objectCounts.length - 1] },
     seconds: (performance.now() - t0) / 1000,
     gcExposed: gc !== undefined,
