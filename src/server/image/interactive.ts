@@ -9,11 +9,10 @@ import { randomBytes } from 'node:crypto';
 
 import Router from '@koa/router';
 
-import { ErrorCode, HandleCache, type InteractivePrompt, type InteractiveSegmentation, type MaskLogits, Sam3Error, formatMasks } from '../../index.js';
+import { ErrorCode, HandleCache, type InteractivePrompt, type Label, type InteractiveSegmentation, type MaskLogits, Sam3Error, formatMasks } from '../../index.js';
 import type { ServerConfig } from '../core/config.js';
 import type { AppContext, AppDeps, AppRouter, AppState } from '../core/context.js';
 import { validationError } from '../core/errors.js';
-import { isPositive } from '../core/schemas.js';
 import { parseOrThrow } from '../core/validate.js';
 import { imageRef } from './image-input.js';
 import type { InferenceService } from './inference.js';
@@ -105,7 +104,7 @@ export function interactiveRoutes(deps: AppDeps, schemas: InteractiveSchemas, se
     try {
       const prompts: InteractivePrompt[] = list.map((o, i) => {
         const p: InteractivePrompt = {};
-        if (o.points) p.points = o.points.map((q) => ({ point: q.point, label: isPositive(q.label) ? 1 : 0 }));
+        if (o.points) p.points = o.points.map((q) => ({ point: q.point, label: q.label as Label }));
         if (o.box) p.box = o.box;
         if (o.mask_input) {
           const where = single ? 'mask_input' : `objects[${i}].mask_input`;

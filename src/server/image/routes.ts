@@ -5,7 +5,7 @@
  */
 import Router from '@koa/router';
 
-import { type BoxPrompt, ErrorCode, MAX_BOXES_PER_PROMPT, type MaskFormat, type Prompt, Sam3Error, type Segmentation, formatMasks } from '../../index.js';
+import { type BoxPrompt, ErrorCode, type Label, MAX_BOXES_PER_PROMPT, type MaskFormat, type Prompt, Sam3Error, type Segmentation, formatMasks } from '../../index.js';
 import type { AppContext, AppDeps, AppRouter, AppState } from '../core/context.js';
 import { ApiError, toApiError, validationError } from '../core/errors.js';
 import { ReplicaIds } from '../core/replica.js';
@@ -13,7 +13,6 @@ import { type ImageRef, imageRef } from './image-input.js';
 import type { HeldFeatures, InferenceService } from './inference.js';
 import type { ImageSchemas, PromptInput } from './schemas.js';
 import { parseOrThrow } from '../core/validate.js';
-import { isPositive } from '../core/schemas.js';
 
 interface Queries {
   queries: Prompt[];
@@ -30,7 +29,7 @@ export function buildQueries(prompts: PromptInput[], where = 'prompts'): Queries
     if (p.type === 'text') texts.push({ text: p.text, index });
     else {
       if (firstBox < 0) firstBox = index;
-      boxes.push({ box: p.box, label: isPositive(p.label) });
+      boxes.push({ box: p.box, label: p.label as Label });
     }
   });
   if (boxes.length > MAX_BOXES_PER_PROMPT) {

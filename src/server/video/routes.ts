@@ -11,7 +11,7 @@ import path from 'node:path';
 import Router from '@koa/router';
 import multer from '@koa/multer';
 
-import { checkFrameIndex, ErrorCode, type FrameResult, MAX_POINTS_PER_PROMPT, type MaskFormat, formatMasks, openVideo, type PromptResult, Sam3Error, type SessionStatus, type VideoInfo, type VideoPrompt } from '../../index.js';
+import { checkFrameIndex, ErrorCode, type FrameResult, type Label, MAX_POINTS_PER_PROMPT, type MaskFormat, formatMasks, openVideo, type PromptResult, Sam3Error, type SessionStatus, type VideoInfo, type VideoPrompt } from '../../index.js';
 import { resolveMediaPath, resolveVideoId, storeUpload } from './media.js';
 import type { AppContext, AppDeps, AppRouter, AppState } from '../core/context.js';
 import { ApiCode, ApiError, validationError } from '../core/errors.js';
@@ -65,7 +65,7 @@ export function toVideoPrompt(req: PromptRequest, defaultThreshold: number): Vid
     prompt.threshold = req.threshold ?? defaultThreshold;
   } else if (req.threshold !== undefined) prompt.threshold = req.threshold;
   if (boxes[0]) prompt.box = boxes[0].box;
-  if (points.length > 0) prompt.points = points.map((p) => ({ point: p.point, label: isPositive(p.label) ? 1 : 0 }));
+  if (points.length > 0) prompt.points = points.map((p) => ({ point: p.point, label: p.label as Label }));
   return prompt;
 }
 
