@@ -116,8 +116,9 @@ VOLUME ["/data"]
 EXPOSE 8000
 # /health is 200 once the model is loaded and while serving (503 while loading or draining).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.SERVER_PORT||8000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-# The server is PID 1 and handles SIGTERM itself: it stops accepting work, finishes what is in
-# flight (SHUTDOWN_TIMEOUT_MS), frees native memory and exits 0. It reaps its own ffmpeg children.
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.SERVER_PORT||8000)+'/health/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+# The server is PID 1 and handles SIGTERM itself: /health/ready turns 503, it serves on for
+# SHUTDOWN_DELAY_MS (default 0), then answers new requests 503 while what is in flight finishes
+# (SHUTDOWN_TIMEOUT_MS), frees native memory and exits 0. It reaps its own ffmpeg children.
 STOPSIGNAL SIGTERM
 CMD ["node", "dist/server/main.js"]

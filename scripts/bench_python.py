@@ -44,7 +44,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from sam3tools.cli import Tool, write_json  # noqa: E402
+from sam3tools.cli import Tool, quiet_torch, write_json  # noqa: E402
 
 tool = Tool("bench_python")
 tool.add("--checkpoint")
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
+    quiet_torch()
     torch.set_num_threads(args.threads)
     result: dict = {"case": args.case, "threads": args.threads, "torch": torch.__version__, "device": args.device, "dtype": args.dtype}
     device = torch.device(args.device)

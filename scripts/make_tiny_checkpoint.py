@@ -31,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from sam3tools.cli import Tool  # noqa: E402
+from sam3tools.cli import Tool, quiet_torch  # noqa: E402
 
 tool = Tool("make_tiny_checkpoint", "Make a randomly initialised SAM 3 checkpoint (Hugging Face format).")
 tool.add("--out", required=True, help="output folder (created; existing files are overwritten)")
@@ -45,6 +45,7 @@ tool.add("--video-config", action="append", default=[], metavar="KEY=VALUE",
 
 def main(argv: list[str] | None = None) -> int:
     args = tool.parse(argv)
+    quiet_torch()
 
     t0 = time.time()
     from sam3tools.checkpoint import make_checkpoint, sam3_config_dict

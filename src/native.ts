@@ -246,6 +246,17 @@ export interface NativeEngine {
   loadTracker(options: NativeTrackerOptions): Promise<NativeTracker>;
   stats(): NativeEngineStats;
   close(): void;
+  /** Raises TORCH_WARN `times` times on the engine thread (tests of the warning relay). */
+  warnForTest(message: string, times: number): Promise<void>;
+}
+
+/** One of libtorch's own warnings (TORCH_WARN), with how often it was raised since the last delivery. */
+export interface NativeWarning {
+  message: string;
+  /** libtorch's file:line that raised it. */
+  source: string;
+  deprecation: boolean;
+  count: number;
 }
 
 /** The C heap as glibc's allocator sees it (mallinfo2); null on other C libraries. */
@@ -266,7 +277,12 @@ export interface NativeAddon {
   /** fill_holes_in_mask_scores on [batch, 1, height, width] logits (tests of native/core/mask_ops). */
   fillHoles(logits: Float32Array, batch: number, height: number, width: number, maxArea: number): Float32Array;
   heapStats(): HeapStats | null;
-  runtimeInfo(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; interopThreads: number; defaultThreads: number };
+  runtimeInfo(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; interopThreads: number; defaultThreads: number; nnpackEnabled: boolean };
+  /**
+   * Routes libtorch's warnings from the JS thread and the engine threads to `listener` on the JS
+   * thread (batched; `dropped`: distinct warnings beyond the queue's bound); null: back to stderr.
+   */
+  setWarningListener(listener: ((warnings: NativeWarning[], dropped: number) => void) | null): void;
 }
 
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -66,12 +66,12 @@ describe('Dockerfiles', () => {
     assert.match(args(cpu).TORCH_PIP_ARGS!, /whl\/cpu/);
   });
 
-  it('the runtime stage: non-root, HEALTHCHECK on /health, EXPOSE 8000, OCI labels, the server as PID 1', () => {
+  it('the runtime stage: non-root, HEALTHCHECK on /health/ready, EXPOSE 8000, OCI labels, the server as PID 1', () => {
     const text = read('Dockerfile');
     const runtime = text.slice(text.indexOf('AS runtime'));
     assert.match(runtime, /^USER sam3$/m);
     assert.match(runtime, /useradd --system --uid 10001/);
-    assert.match(runtime, /^HEALTHCHECK [^\n]*\\\n\s+CMD \[.*\/health/m);
+    assert.match(runtime, /^HEALTHCHECK [^\n]*\\\n\s+CMD \[.*'\/health\/ready'\)/m);
     assert.match(runtime, /^EXPOSE 8000$/m);
     assert.match(runtime, /org\.opencontainers\.image\.title="sam3-server"/);
     assert.match(runtime, /^CMD \["node", "dist\/server\/main\.js"\]$/m);
@@ -118,11 +118,17 @@ describe('Kubernetes manifests', () => {
     const env = Object.fromEntries(c.env.map((e: any) => [e.name, e]));
     assert.equal(env.REPLICA_ID.valueFrom.fieldRef.fieldPath, 'metadata.name', 'the pod name is the replica name');
     assert.match(`${sts.metadata.name}-0`, REPLICA_NAME);
-    for (const probe of ['readinessProbe', 'livenessProbe', 'startupProbe']) assert.equal(c[probe].httpGet.path, '/health', probe);
+    assert.equal(c.readinessProbe.httpGet.path, '/health/ready', 'readiness flips first on SIGTERM');
+    assert.equal(c.livenessProbe.httpGet.path, '/health/live', 'liveness never fails while loading or draining');
+    assert.equal(c.startupProbe.httpGet.path, '/health/ready', 'the startup probe waits for the model');
+    assert.ok(c.startupProbe.periodSeconds * c.startupProbe.failureThreshold >= 300, 'minutes to load the model');
     assert.equal(c.resources.limits['nvidia.com/gpu'], 1, 'one GPU per pod');
     assert.equal(c.resources.requests['nvidia.com/gpu'], 1);
     assert.equal(pod.securityContext.runAsUser, 10001);
-    assert.ok(pod.terminationGracePeriodSeconds * 1000 > Number(env.SHUTDOWN_TIMEOUT_MS.value), 'the grace period covers the drain');
+    const delay = Number(env.SHUTDOWN_DELAY_MS.value);
+    assert.ok(delay >= 5000 && delay <= 15000, 'serving on while endpoints and nginx (DNS valid=5s) catch up');
+    assert.ok(c.readinessProbe.periodSeconds * c.readinessProbe.failureThreshold * 1000 <= delay, 'readiness fails within the delay');
+    assert.ok(pod.terminationGracePeriodSeconds * 1000 > delay + Number(env.SHUTDOWN_TIMEOUT_MS.value), 'the grace period covers the delay and the drain');
     // nginx's owner routing matches the pod names and the Services.
     const conf = read('deploy/nginx/k8s.conf');
     const podRule = /"~\^\(\?<pod>(.+?)\)\$" \$pod\.(\w[\w-]*)\.default\.svc/.exec(conf);

@@ -146,12 +146,11 @@ describe('graceful shutdown', () => {
     while (srv.svc.inflight() === 0) await new Promise((r) => setTimeout(r, 5));
     const closing = srv.svc.close();
     assert.equal(srv.svc.phase(), 'shutting_down');
-    const refused = await postJson(srv.base, '/api/v1/image/segment', { image, prompts: [text('person')] }).catch((err: Error) => err);
-    if (refused instanceof Error) assert.match(String(refused.cause ?? refused), /ECONNREFUSED|socket|closed/i);
-    else {
-      assert.equal(refused.status, 503);
-      assert.equal(refused.body.error.code, 'shutting_down');
-    }
+    // The listener stays open while the request in flight runs: an answer, not a refused connection.
+    const refused = await postJson(srv.base, '/api/v1/image/segment', { image, prompts: [text('person')] });
+    assert.equal(refused.status, 503);
+    assert.equal(refused.body.error.code, 'shutting_down');
+    assert.equal(refused.headers.get('connection'), 'close');
     const done = await inflight;
     assert.equal(done.status, 200, done.text);
     assert.ok(done.body.num_masks >= 0);
@@ -199,7 +198,7 @@ describe('graceful shutdown', () => {
     assert.equal(done.status, 200, done.text);
     assert.equal(await exited, 0, stderr);
     const msgs = lines.map((l) => l.msg);
-    assert.ok(msgs.includes('signal received'));
+    assert.ok(msgs.some((m) => m?.startsWith('signal received')), msgs.join(' | '));
     assert.ok(msgs.includes('shut down'));
   });
 

@@ -18,6 +18,7 @@
 #include "binding/marshal.h"
 #include "binding/model_wrap.h"
 #include "binding/tracker_wrap.h"
+#include "binding/warnings.h"
 #include "core/mask_ops.h"
 #include "core/rle.h"
 
@@ -90,6 +91,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   o.Set("cudaDeviceCount", static_cast<double>(torch::cuda::is_available() ? torch::cuda::device_count() : 0));
   o.Set("interopThreads", at::get_num_interop_threads());
   o.Set("defaultThreads", at::get_num_threads());
+  o.Set("nnpackEnabled", at::globalContext().userEnabledNNPACK());
   return o;
 }
 
@@ -121,6 +123,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   torch::jit::getProfilingMode() = optimise;
   torch::jit::getExecutorMode() = optimise;
   torch::jit::setGraphExecutorOptimize(optimise);
+  // NNPACK: every CPU convolution asks whether it is available before checking the batch size
+  // (it is used only from batch 16 up), and where it cannot initialise (unsupported hardware)
+  // libtorch prints "Could not initialize NNPACK!" to stderr on each of those calls, several times
+  // an image. Our batches are smaller; the default CPU convolution serves them.
+  at::globalContext().setUserEnabledNNPACK(false);
+  InstallWarningRelay();
 
   auto* data = new AddonData();
   Napi::Function engine = Engine::Init(env);
@@ -149,6 +157,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("rleEncode", Napi::Function::New(env, RleEncodeJs, "rleEncode"));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   exports.Set("heapStats", Napi::Function::New(env, HeapStats, "heapStats"));
+  exports.Set("setWarningListener", Napi::Function::New(env, SetWarningListener, "setWarningListener"));
   exports.Set("componentAreas", Napi::Function::New(env, ComponentAreasJs, "componentAreas"));
   exports.Set("fillHoles", Napi::Function::New(env, FillHolesJs, "fillHoles"));
   return exports;

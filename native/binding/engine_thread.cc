@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <c10/core/DeviceGuard.h>
 
+#include "binding/warnings.h"
+
 namespace sam3 {
 
 struct EngineTask {
@@ -54,6 +56,7 @@ Napi::Promise EngineCore::Submit(Napi::Env env, Work work, std::string label, Na
 }
 
 void EngineCore::Loop() {
+  InstallWarningRelay();
   at::set_num_threads(threads_);
   c10::OptionalDeviceGuard device_guard;
   if (!device_.is_cpu()) device_guard.reset_device(device_);

@@ -19,6 +19,7 @@ Napi::Function Engine::Init(Napi::Env env) {
                          InstanceMethod<&Engine::LoadTracker>("loadTracker"),
                          InstanceMethod<&Engine::Stats>("stats"),
                          InstanceMethod<&Engine::Close>("close"),
+                         InstanceMethod<&Engine::WarnForTest>("warnForTest"),
                          InstanceAccessor<&Engine::DeviceName>("device"),
                      });
 }
@@ -89,6 +90,22 @@ Napi::Value Engine::Stats(const Napi::CallbackInfo& info) {
 Napi::Value Engine::Close(const Napi::CallbackInfo& info) {
   core_->Close();
   return info.Env().Undefined();
+}
+
+// warnForTest(message, times) -> Promise<void>: raises TORCH_WARN `times` times on the engine
+// thread, as a libtorch op would; tests of the warning relay (binding/warnings.h).
+Napi::Value Engine::WarnForTest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) ThrowInvalid(env, "warnForTest(message: string, times: number)");
+  std::string message = info[0].As<Napi::String>();
+  const int64_t times = info[1].As<Napi::Number>().Int64Value();
+  return core_->Queue(
+      env, "warnForTest",
+      [message, times]() {
+        for (int64_t i = 0; i < times; i++) TORCH_WARN(message);
+        return true;
+      },
+      [](Napi::Env env, bool) -> Napi::Value { return env.Undefined(); });
 }
 
 Napi::Value Engine::DeviceName(const Napi::CallbackInfo& info) {

@@ -21,6 +21,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
   Napi::Value LoadTracker(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value WarnForTest(const Napi::CallbackInfo& info);
   Napi::Value DeviceName(const Napi::CallbackInfo& info);
 
   std::shared_ptr<EngineCore> core_;

@@ -47,8 +47,21 @@ class Tool:
         return code
 
 
+def quiet_torch() -> None:
+    """NNPACK off. Every CPU convolution asks whether NNPACK is available before checking the batch
+    size (NNPACK serves only batches of 16 and more), and where it cannot initialise ("Unsupported
+    hardware") libtorch prints "Could not initialize NNPACK!" on each of those calls: hundreds of
+    lines per export. The default CPU convolution gives the same results. The server's addon turns it
+    off the same way, so references and exports compute as it does."""
+    import torch
+
+    torch.backends.nnpack.set_flags(False)
+
+
 def quiet_transformers(progress_bar: bool = True) -> None:
-    """transformers' own warnings off (the tools report what matters themselves)."""
+    """transformers' own warnings off (the tools report what matters themselves), and NNPACK's
+    (quiet_torch)."""
+    quiet_torch()
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()

@@ -1,60 +1,91 @@
 /**
- * `npm start`: read the configuration, start listening at once (/health answers 503 "loading"
- * while the model loads), shut down gracefully on SIGTERM / SIGINT. A failure to load the model
- * is fatal (exit 1) with the reason in the log; a failure while serving never is.
+ * The server process (`npm start` execs it; supervisors run `node dist/server/main.js` directly):
+ * read the configuration, bind the port (a taken port exits 1 at once, before any model work), then
+ * load the model while /health/ready answers 503, and shut down gracefully on SIGTERM / SIGINT
+ * (core/app.ts close(): readiness withdrawn, SHUTDOWN_DELAY_MS, 503 to new requests while in-flight
+ * ones finish, native memory freed, exit 0). A failure to load the model is fatal (one fatal log
+ * line, exit 1); a failure while serving never is.
  */
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 
+import { Sam3Error } from '../index.js';
 import { createApp } from './core/app.js';
-import { ConfigError, loadConfig } from './core/config.js';
+import { ConfigError, type ServerConfig, loadConfig } from './core/config.js';
+
+/** A signal repeated within this window is the same request delivered twice, not an insistence. */
+const REPEAT_WINDOW_MS = 1000;
+
+/** The fields of a fatal line: a Sam3Error's code and details (its stack says nothing to an operator), else the error itself. */
+function fatalFields(err: unknown): Record<string, unknown> {
+  if (err instanceof Sam3Error) return { code: err.code, details: err.details };
+  return { err };
+}
+
+function listenFailure(err: NodeJS.ErrnoException, config: ServerConfig): string {
+  const where = `${config.host}:${config.port}`;
+  if (err.code === 'EADDRINUSE') return `cannot listen on ${where}: port ${config.port} is already in use; stop the other process or set SERVER_PORT to a free port`;
+  if (err.code === 'EACCES') return `cannot listen on ${where}: permission denied for port ${config.port}; use a port above 1023 or set SERVER_PORT`;
+  if (err.code === 'EADDRNOTAVAIL') return `cannot listen on ${where}: ${config.host} is not an address of this machine; set SERVER_HOST`;
+  return `cannot listen on ${where}: ${err.message}`;
+}
 
 async function main(): Promise<void> {
-  let config;
+  let config: ServerConfig;
   try {
     config = loadConfig();
   } catch (err) {
     if (err instanceof ConfigError) {
+      // No logger yet: LOG_LEVEL itself may be what is wrong.
       console.error(err.message);
       process.exit(2);
     }
     throw err;
   }
-  const logger = pino({ level: config.logLevel, base: { service: 'sam3-server' } });
-  const service = createApp({ config, logger });
-
+  const logger: Logger = pino({ level: config.logLevel, base: { service: 'sam3-server' } });
+  const fatal = (fields: Record<string, unknown>, message: string, code = 1): never => {
+    logger.fatal(fields, message);
+    process.exit(code);
+  };
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled promise rejection (kept running)'));
   process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception (kept running)'));
 
-  let stopping = false;
+  const service = createApp({ config, logger, autoLoad: false });
+
+  let first: { signal: string; at: number } | undefined;
   const stop = (signal: string) => {
-    if (stopping) {
+    if (first) {
+      // A terminal's Ctrl-C reaches every process of the group, and npm forwards it once more:
+      // the same signal twice within moments. A later one means "now".
+      if (signal === first.signal && Date.now() - first.at < REPEAT_WINDOW_MS) return;
       logger.warn({ signal }, 'second signal: exiting now');
       process.exit(130);
     }
-    stopping = true;
-    logger.info({ signal }, 'signal received');
+    first = { signal, at: Date.now() };
+    logger.info({ signal, shutdown_delay_ms: config.shutdownDelayMs, shutdown_timeout_ms: config.shutdownTimeoutMs }, 'signal received: shutting down gracefully');
     service
       .close()
       .then(() => process.exit(0))
-      .catch((err: unknown) => {
-        logger.error({ err }, 'error during shutdown');
-        process.exit(1);
-      });
+      .catch((err: unknown) => fatal({ err }, 'error during shutdown'));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 
-  const server = await service.listen(config.port, config.host);
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
+  let port = config.port;
+  try {
+    const server = await service.listen(config.port, config.host);
+    const address = server.address();
+    if (typeof address === 'object' && address) port = address.port;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    fatal({ host: config.host, port: config.port, code: e.code }, listenFailure(e, config));
+  }
   logger.info({ host: config.host, port, checkpoint: config.checkpoint }, `listening on http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${port} (docs at /docs); loading the model`);
 
   try {
-    await service.ready;
+    await service.load();
   } catch (err) {
-    logger.fatal({ err }, 'cannot serve: the model did not load');
-    await service.close().catch(() => undefined);
-    process.exit(1);
+    if (first) return; // a signal came during the load: close() is under way and exits 0
+    fatal({ checkpoint: config.checkpoint, ...fatalFields(err) }, `cannot serve: the model did not load: ${(err as Error).message}`);
   }
 }
 

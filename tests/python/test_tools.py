@@ -142,6 +142,42 @@ class SubpixelTest(unittest.TestCase):
             NearestUpConvAdd(nn.Conv2d(12, 12, 3, padding=0))
 
 
+class QuietTorchTest(unittest.TestCase):
+    def test_quiet_torch_turns_nnpack_off(self):
+        from sam3tools.cli import quiet_torch
+
+        before = torch._C._get_nnpack_enabled()
+        try:
+            torch.backends.nnpack.set_flags(True)
+            quiet_torch()
+            self.assertFalse(torch._C._get_nnpack_enabled())
+            # Convolutions still run (the default CPU path) and print nothing about NNPACK.
+            x = torch.randn(16, 3, 8, 8)
+            self.assertEqual(tuple(torch.nn.functional.conv2d(x, torch.randn(4, 3, 3, 3)).shape), (16, 4, 6, 6))
+        finally:
+            torch.backends.nnpack.set_flags(before)
+
+    def test_tools_turn_nnpack_off_before_any_model_work(self):
+        # Every tool that runs torch calls quiet_torch (directly or through quiet_transformers).
+        import re
+
+        def uses_torch(text: str) -> bool:
+            if re.search(r"^\s*import torch", text, re.M):
+                return True
+            modules = [m for m in re.findall(r"from sam3tools\.(\w+) import", text) if m != "cli"]
+            return any("import torch" in (SCRIPTS / "sam3tools" / f"{m}.py").read_text(encoding="utf-8") for m in modules)
+
+        checked = 0
+        for script in sorted(SCRIPTS.glob("*.py")):
+            text = script.read_text(encoding="utf-8")
+            if not uses_torch(text):
+                continue
+            checked += 1
+            with self.subTest(script=script.name):
+                self.assertRegex(text, r"quiet_(torch|transformers)\(", f"{script.name} does not turn NNPACK off")
+        self.assertGreaterEqual(checked, 5, "the scan found the tools")
+
+
 class ExportTest(unittest.TestCase):
     """One tiny checkpoint (seed 7, 112 px) and its bundle, shared by the tests below."""
 

@@ -5,9 +5,10 @@
  * (image/, video/, ops/), each with its routes, schemas, OpenAPI paths and metrics; this file
  * composes them and owns the lifecycle.
  *
- * Shutdown (close): refuse new requests with 503, let in-flight ones finish (up to
- * SHUTDOWN_TIMEOUT_MS), close the socket, then free every native resource (sessions, cached
- * features, models, engines).
+ * Shutdown (close): withdraw readiness (/health/ready 503) and keep serving for SHUTDOWN_DELAY_MS,
+ * then answer new requests with 503 + Connection: close while in-flight ones finish (up to
+ * SHUTDOWN_TIMEOUT_MS; the socket stays open so clients get an answer, not a refused connection),
+ * close the socket, then free every native resource (sessions, cached features, models, engines).
  */
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
@@ -32,6 +33,7 @@ import { shuttingDown } from './errors.js';
 import { Metrics } from './metrics.js';
 import { InflightRequests, errorResponses, requestContext } from './middleware.js';
 import { resolveBundle } from './model-source.js';
+import { logNativeWarnings } from './native-log.js';
 import { buildOpenApi } from './openapi.js';
 
 export interface AppOptions {
@@ -42,12 +44,19 @@ export interface AppOptions {
   now?: () => number;
   /** Collect Node's default process metrics (memory, event loop, GC). Default true. */
   defaultMetrics?: boolean;
+  /**
+   * Start loading the model at once (default true). false: only when load() is called, so that
+   * main.ts binds the port first and a taken port fails before any model work.
+   */
+  autoLoad?: boolean;
 }
 
 export interface Sam3App {
   app: Koa<AppState, AppContext>;
   /** Resolves when the model is loaded on every device; rejects with the reason it could not be. */
   ready: Promise<void>;
+  /** Starts loading the model if it has not started (see AppOptions.autoLoad); returns `ready`. */
+  load(): Promise<void>;
   phase(): Phase;
   /** Listens on port (0: any free port); the server is closed by close(). */
   listen(port?: number, host?: string): Promise<Server>;
@@ -91,11 +100,13 @@ export function createApp(options: AppOptions): Sam3App {
   const startedAt = Date.now();
 
   let phase: Phase = 'loading';
+  let draining = false;
   let loadError: Error | undefined;
   let pool: ModelPool | undefined;
   let openapi: Record<string, unknown> | undefined;
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
+  let stopNativeWarnings: (() => void) | undefined;
 
   const deps: AppDeps = {
     config,
@@ -105,9 +116,12 @@ export function createApp(options: AppOptions): Sam3App {
     logger,
     startedAt,
     phase: () => phase,
+    draining: () => draining,
     loadError: () => loadError,
     pool: () => {
-      if (phase !== 'ready' || !pool) throw notReady(phase, config.batching.retryAfterSeconds);
+      // While shutting down, requests admitted before it began still reach the models (new ones
+      // are refused by the in-flight middleware); close() frees them only after those finished.
+      if ((phase !== 'ready' && phase !== 'shutting_down') || !pool) throw notReady(phase, config.batching.retryAfterSeconds);
       return pool;
     },
     errorContext: () => ({ maxBodyBytes: config.limits.maxBodyBytes, shuttingDown: phase === 'shutting_down' || phase === 'closed', retryAfterSeconds: config.batching.retryAfterSeconds }),
@@ -118,7 +132,10 @@ export function createApp(options: AppOptions): Sam3App {
   const video = videoSlice(deps, options.now);
   const slices: Slice[] = [imageSlice(deps, deviceMetrics), video, opsSlice(deps)];
 
-  const ready = (async () => {
+  let startLoad!: () => void;
+  const ready = new Promise<void>((resolve) => (startLoad = resolve)).then(async () => {
+    if (phase !== 'loading') return; // closed before the load began
+    stopNativeWarnings = logNativeWarnings(logger);
     const devices = config.devices ?? [defaultDevice()];
     const bundleDir = await resolveBundle(config, devices, logger);
     const loaded = await ModelPool.load(bundleDir, { ...config, devices }, logger, { onBatch: (d, r) => deviceMetrics.onBatch(d, r) }, options.now);
@@ -131,11 +148,17 @@ export function createApp(options: AppOptions): Sam3App {
     deviceMetrics.attach(loaded);
     phase = 'ready';
     logger.info({ bundle: bundleDir, devices }, 'ready');
-  })();
+  });
+  const load = (): Promise<void> => {
+    startLoad();
+    return ready;
+  };
+  if (options.autoLoad !== false) startLoad();
   ready.catch((err: Error) => {
     if (phase === 'loading') phase = 'failed';
     loadError = err;
-    logger.error({ err }, 'the model could not be loaded');
+    // With autoLoad false, whoever called load() reports it (main.ts: one fatal line, then exit).
+    if (options.autoLoad !== false) logger.error({ err }, 'the model could not be loaded');
   });
 
   // koa-websocket: WebSocket upgrades on the same port go to the slice whose path they name.
@@ -173,21 +196,28 @@ export function createApp(options: AppOptions): Sam3App {
 
   const close = (): Promise<void> =>
     (closing ??= (async () => {
+      draining = true;
+      if (phase === 'ready' && config.shutdownDelayMs > 0) {
+        // Load balancers and Kubernetes stop sending only after they see readiness fail (or the
+        // endpoint removed); until then requests keep arriving and are still served.
+        logger.info({ delay_ms: config.shutdownDelayMs }, 'draining: /health/ready answers 503; still serving for SHUTDOWN_DELAY_MS');
+        await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
+      }
       const wasLoading = phase === 'loading';
       phase = 'shutting_down';
-      logger.info({ inflight: inflight.size, sessions: video.sessions.size }, 'shutting down: refusing new requests, finishing in-flight ones');
+      startLoad(); // a deferred load that never began: let `ready` settle
+      logger.info({ inflight: inflight.size, sessions: video.sessions.size }, 'shutting down: new requests get 503, finishing in-flight ones');
       // Streams are stopped at once (their sockets would keep the server open).
       const drained = Promise.all(slices.map((s) => s.drain?.()));
-      const serverClosed = server
-        ? new Promise<void>((resolve) => {
-            server!.close(() => resolve());
-            server!.closeIdleConnections();
-          })
-        : Promise.resolve();
+      // Idle keep-alive connections are closed now (their next request would otherwise race the
+      // close below); the listener stays open while in-flight requests finish, so a new request
+      // gets the 503 above instead of a refused connection.
+      server?.closeIdleConnections();
       if (!(await inflight.drain(config.shutdownTimeoutMs))) {
         logger.warn({ inflight: inflight.size }, `SHUTDOWN_TIMEOUT_MS (${config.shutdownTimeoutMs}) passed with requests still running; closing anyway`);
       }
       await drained;
+      const serverClosed = server ? new Promise<void>((resolve) => server!.close(() => resolve())) : Promise.resolve();
       app.ws.server?.close();
       server?.closeAllConnections();
       await serverClosed;
@@ -197,6 +227,7 @@ export function createApp(options: AppOptions): Sam3App {
       deviceMetrics.detach();
       pool?.dispose();
       pool = undefined;
+      stopNativeWarnings?.();
       phase = 'closed';
       logger.info('shut down');
     })());
@@ -204,6 +235,9 @@ export function createApp(options: AppOptions): Sam3App {
   const listen = (port = config.port, host = config.host): Promise<Server> =>
     new Promise((resolve, reject) => {
       const s = app.listen(port, host);
+      // ws re-emits the HTTP server's errors (EADDRINUSE, ...) on its own server, where nobody
+      // listens: an uncaught exception. The HTTP server's own listener below reports them.
+      app.ws.server?.on('error', () => undefined);
       s.once('listening', () => {
         server = s;
         resolve(s);
@@ -211,5 +245,5 @@ export function createApp(options: AppOptions): Sam3App {
       s.once('error', reject);
     });
 
-  return { app, ready, phase: () => phase, listen, close, metrics, logger, inflight: () => inflight.size, pool: () => pool, sessions: video.sessions };
+  return { app, ready, load, phase: () => phase, listen, close, metrics, logger, inflight: () => inflight.size, pool: () => pool, sessions: video.sessions };
 }

@@ -102,6 +102,7 @@ const envSchema = z.object({
   MAX_PROMPTS_PER_REQUEST: num({ int: true, min: 1, max: 1024 }).default(32),
   MAX_IMAGES_PER_BATCH: num({ int: true, min: 1, max: 1024 }).default(16),
   SHUTDOWN_TIMEOUT_MS: num({ int: true, min: 0 }).default(30_000),
+  SHUTDOWN_DELAY_MS: num({ int: true, min: 0 }).default(0),
   MEDIA_ROOT: z.string().trim().min(1).default('./media'),
   MAX_SESSIONS: num({ int: true, min: 1 }).default(8),
   SESSION_IDLE_TIMEOUT_SECONDS: num({ positive: true }).default(600),
@@ -157,6 +158,11 @@ export interface ServerConfig {
   batching: { maxBatchSize: number | undefined; batchWaitMs: number; maxQueue: number; retryAfterSeconds: number };
   limits: { maxBodyBytes: number; maxImagePixels: number; maxPrompts: number; maxBatchImages: number };
   shutdownTimeoutMs: number;
+  /**
+   * SHUTDOWN_DELAY_MS: after a shutdown signal, how long the server keeps serving with readiness
+   * withdrawn (/health/ready 503) before it refuses new requests, so load balancers stop sending first.
+   */
+  shutdownDelayMs: number;
   video: {
     /** Absolute folder that video_path values resolve inside and uploads are stored under. */
     mediaRoot: string;
@@ -250,6 +256,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxBatchImages: e.MAX_IMAGES_PER_BATCH,
     },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    shutdownDelayMs: e.SHUTDOWN_DELAY_MS,
     video: {
       mediaRoot: resolve(e.MEDIA_ROOT),
       maxSessions: e.MAX_SESSIONS,

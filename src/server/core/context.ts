@@ -40,6 +40,8 @@ export interface AppDeps {
   logger: Logger;
   startedAt: number;
   phase(): Phase;
+  /** Shutdown has begun: readiness is withdrawn (/health/ready 503), even while requests are still served. */
+  draining(): boolean;
   loadError(): Error | undefined;
   pool(): ModelPool;
   errorContext(): ErrorContext;

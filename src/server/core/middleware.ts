@@ -14,6 +14,20 @@ import { requestId } from './request-id.js';
 
 type AppMiddleware = Middleware<AppState, AppContext>;
 
+/** /health, /health/live, /health/ready: probes, answered even while shutting down. */
+export function isHealthPath(path: string): boolean {
+  return path === '/health' || path.startsWith('/health/');
+}
+
+/**
+ * A failure of ours (a bug, a native fault): logged at error with its stack. 503 (load shedding,
+ * loading, shutting down, out of device memory) and 501 (a feature the bundle lacks) are expected
+ * answers, logged at warn like the 4xx a client causes.
+ */
+export function isServerFault(status: number): boolean {
+  return status >= 500 && status !== 503 && status !== 501;
+}
+
 /**
  * Request id and logger; access log and HTTP metrics once the response status is final. Every
  * response names the replica that answered (X-Sam3-Replica) when REPLICA_ID is set.
@@ -34,16 +48,20 @@ export function requestContext(logger: Logger, metrics: Metrics, replica?: strin
       const labels = { method: ctx.method, route: String(route), status: String(ctx.status) };
       metrics.httpRequests.inc(labels);
       metrics.httpDuration.observe(labels, seconds);
-      // 503s are load shedding or lifecycle (loading, shutting down), not faults; successful
-      // probes and scrapes would drown the log at info.
-      const probe = ctx.status < 400 && (ctx.path === '/health' || ctx.path === '/metrics' || ctx.path.startsWith('/docs/'));
-      const level = ctx.status >= 500 && ctx.status !== 503 ? 'error' : probe ? 'debug' : 'info';
+      // Probes and scrapes (every few seconds, whatever they answer) and the Swagger UI's static
+      // files would drown the log at info. Failures have their own line (errorResponses).
+      const probe = isHealthPath(ctx.path) || ctx.path === '/metrics' || (ctx.status < 400 && ctx.path.startsWith('/docs/'));
+      const level = probe ? 'debug' : 'info';
       ctx.state.log[level]({ method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(seconds * 10000) / 10 }, 'request');
     }
   };
 }
 
-/** Every failure becomes {error: {code, message, details, request_id}}; ours are logged with the stack. */
+/**
+ * Every failure becomes {error: {code, message, details, request_id}}. Server faults are logged at
+ * error with the stack (the request id is on every line of ctx.state.log); what a client caused, or
+ * a refusal under load, at warn without one.
+ */
 export function errorResponses(errorContext: () => ErrorContext): AppMiddleware {
   return async (ctx, next) => {
     try {
@@ -54,8 +72,8 @@ export function errorResponses(errorContext: () => ErrorContext): AppMiddleware 
     } catch (err) {
       const context = errorContext();
       const api = toApiError(err, context);
-      if (api.status >= 500) ctx.state.log.error({ err, code: api.code }, 'request failed');
-      else ctx.state.log.info({ code: api.code, message: api.message }, 'request refused');
+      if (isServerFault(api.status)) ctx.state.log.error({ err, status: api.status, code: api.code }, 'request failed');
+      else ctx.state.log.warn({ status: api.status, code: api.code, message: api.message }, 'request refused');
       ctx.status = api.status;
       for (const [k, v] of Object.entries(api.headers)) ctx.set(k, v);
       if (context.shuttingDown) ctx.set('Connection', 'close');
@@ -80,9 +98,9 @@ export class InflightRequests {
    */
   middleware(phase: () => Phase, retryAfterSeconds: number): AppMiddleware {
     return async (ctx, next) => {
-      const ops = ctx.method === 'GET' && (ctx.path === '/health' || ctx.path === '/metrics');
-      const p = phase();
-      if ((p === 'shutting_down' || p === 'closed') && !ops) {
+      const ops = ctx.method === 'GET' && (isHealthPath(ctx.path) || ctx.path === '/metrics');
+      const stopping = () => phase() === 'shutting_down' || phase() === 'closed';
+      if (stopping() && !ops) {
         throw new ApiError(503, ApiCode.ShuttingDown, SHUTTING_DOWN_MESSAGE, {}, { 'Retry-After': String(retryAfterSeconds) });
       }
       this.count++;
@@ -94,6 +112,8 @@ export class InflightRequests {
         if (this.count === 0) this.drained?.();
       });
       await next();
+      // A keep-alive client reconnects (to another instance) for its next request.
+      if (stopping()) ctx.set('Connection', 'close');
     };
   }
 

@@ -3,7 +3,7 @@ import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
 
 import { errorResponses, json } from '../core/openapi.js';
-import { HealthResponseSchema, ModelsInfoSchema } from './schemas.js';
+import { HealthResponseSchema, LiveResponseSchema, ModelsInfoSchema, ReadyResponseSchema } from './schemas.js';
 
 const errors = errorResponses({
   404: 'No such file',
@@ -19,6 +19,23 @@ export function registerOpsPaths(registry: OpenAPIRegistry): void {
     responses: {
       200: { description: 'Ready', content: json(HealthResponseSchema) },
       503: { description: 'Loading, failed or shutting down', content: json(HealthResponseSchema) },
+    },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/health/live',
+    tags: ['operations'],
+    summary: 'Liveness: 200 while the process answers, also while the model loads or the server drains (a liveness probe)',
+    responses: { 200: { description: 'Alive', content: json(LiveResponseSchema) } },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/health/ready',
+    tags: ['operations'],
+    summary: 'Readiness: 200 once the model is loaded; 503 while loading, after a failed load, and from the moment shutdown begins (a readiness probe)',
+    responses: {
+      200: { description: 'Ready for new work', content: json(ReadyResponseSchema) },
+      503: { description: 'Loading, failed or shutting down (see Retry-After)', content: json(ReadyResponseSchema) },
     },
   });
   registry.registerPath({

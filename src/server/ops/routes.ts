@@ -1,4 +1,8 @@
-/** Operations endpoints: /health (503 until the model is loaded), /models/info, /metrics. */
+/**
+ * Operations endpoints: /health (the spec's: 503 until the model is loaded and once shutdown
+ * begins), /health/live (the process answers), /health/ready (it takes new work), /models/info,
+ * /metrics.
+ */
 import Router from '@koa/router';
 
 import { type CacheStats, runtimeInfo } from '../../index.js';
@@ -23,11 +27,25 @@ export function healthRoutes(deps: AppDeps): AppRouter {
   const router: AppRouter = new Router<AppState, AppContext>();
   const { config } = deps;
 
+  // Liveness: the event loop answers. Never 503 while loading (a restart would not help) or draining.
+  router.get('/health/live', (ctx) => {
+    ctx.body = { status: 'alive', uptime_seconds: Math.round((Date.now() - deps.startedAt) / 100) / 10 };
+  });
+
+  // Readiness: the model is loaded and shutdown has not begun; it flips to 503 first on SIGTERM.
+  router.get('/health/ready', (ctx) => {
+    const phase = deps.phase();
+    const status = deps.draining() ? 'shutting_down' : phase === 'ready' ? 'ready' : phase === 'loading' ? 'loading' : 'failed';
+    ctx.status = status === 'ready' ? 200 : 503;
+    if (status !== 'ready') ctx.set('Retry-After', String(config.batching.retryAfterSeconds));
+    ctx.body = { status };
+  });
+
   router.get('/health', (ctx) => {
     const phase = deps.phase();
-    const ready = phase === 'ready';
-    const status = ready ? 'healthy' : phase === 'loading' ? 'loading' : phase === 'failed' ? 'failed' : 'shutting_down';
-    const devices = ready ? deps.pool().workers.map((w) => w.device) : (config.devices ?? []);
+    const ready = phase === 'ready' && !deps.draining();
+    const status = ready ? 'healthy' : deps.draining() ? 'shutting_down' : phase === 'loading' ? 'loading' : phase === 'failed' ? 'failed' : 'shutting_down';
+    const devices = phase === 'ready' ? deps.pool().workers.map((w) => w.device) : (config.devices ?? []);
     const error = deps.loadError();
     ctx.status = ready ? 200 : 503;
     if (!ready) ctx.set('Retry-After', String(config.batching.retryAfterSeconds));
@@ -35,7 +53,7 @@ export function healthRoutes(deps: AppDeps): AppRouter {
       status,
       ...gpus(),
       active_sessions: deps.activeSessions(),
-      model_loaded: ready,
+      model_loaded: phase === 'ready',
       devices,
       uptime_seconds: Math.round((Date.now() - deps.startedAt) / 100) / 10,
       ...(phase === 'failed' && error ? { error: error.message } : {}),

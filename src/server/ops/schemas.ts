@@ -14,6 +14,16 @@ export const HealthResponseSchema = z
   })
   .meta({ id: 'HealthResponse', example: { status: 'healthy', gpu_available: false, gpu_count: 0, active_sessions: 0, model_loaded: true, devices: ['cpu'], uptime_seconds: 12.3 } });
 
+export const LiveResponseSchema = z
+  .object({ status: z.literal('alive'), uptime_seconds: z.number() })
+  .meta({ id: 'LiveResponse', example: { status: 'alive', uptime_seconds: 12.3 } });
+
+export const ReadyResponseSchema = z
+  .object({
+    status: z.enum(['ready', 'loading', 'failed', 'shutting_down']).meta({ description: 'ready (200); loading, failed or shutting_down (503 with Retry-After)' }),
+  })
+  .meta({ id: 'ReadyResponse', example: { status: 'ready' } });
+
 export const ModelsInfoSchema = z
   .object({
     image_model: z.looseObject({
