@@ -8,6 +8,7 @@
  *
  *   npm run soak:concept [-- --frames 2000] [--every 100] [--prompts "red disc|green bar"]
  *                        [--threads 2] [--memory-window 16] [--feature-cache-mib 256] [--concept JSON]
+ *                        [--trim-ms 5000]
  *                        [--out bench/results/concept-soak.json]   (--out '': no file)
  *
  * Thresholds: on the random tiny model every query scores ~0.25, so score_threshold_detection and
@@ -18,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { Sam3Model, heapStats, runtimeInfo } from '../src/index.js';
+import { Sam3Model, heapStats, keepNativeHeapTrimmed, runtimeInfo } from '../src/index.js';
 import type { FrameSource, RgbFrame, VideoInfo } from '../src/video/source.js';
 import { fixture, root } from '../tests/helpers.js';
 
@@ -37,6 +38,8 @@ const { values: args } = parseArgs({
     // it appears, so none lives long enough to fill its memory window; these keep the first few for
     // the whole video.
     concept: { type: 'string', default: '{}' },
+    // Trim the native heap every N ms as the server does (HEAP_TRIM_INTERVAL_MS); 0: never.
+    'trim-ms': { type: 'string', default: '0' },
     width: { type: 'string', default: '160' },
     height: { type: 'string', default: '120' },
     out: { type: 'string', default: path.join(root, 'bench', 'results', 'concept-soak.json') },
@@ -103,6 +106,7 @@ interface Sample {
 async function main() {
   const { bundle } = await fixture();
   const model = await Sam3Model.load(bundle, { threads: Number(args.threads), concept: CONCEPT });
+  if (Number(args['trim-ms']) > 0) keepNativeHeapTrimmed({ intervalMs: Number(args['trim-ms']) });
   const options: { memoryWindow?: number; featureCacheBytes?: number } = {};
   if (args['memory-window']) options.memoryWindow = Number(args['memory-window']);
   if (args['feature-cache-mib'] !== undefined) options.featureCacheBytes = Number(args['feature-cache-mib']) * MiB;

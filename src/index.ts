@@ -45,7 +45,7 @@ export type { CacheOptions, CacheStats, Lease } from './cache.js';
 export { PromptTokenizer } from './tokenizer.js';
 export { encodeRle, decodeRle } from './rle.js';
 export type { RleMask } from './rle.js';
-export { heapStats, onNativeWarning, runtimeInfo, type HeapStats, type NativeWarning, type NativeWarningListener } from './runtime.js';
+export { heapStats, keepNativeHeapTrimmed, onNativeWarning, runtimeInfo, trimNativeHeap, type HeapStats, type NativeWarning, type NativeWarningListener } from './runtime.js';
 export { VideoSession } from './video/session.js';
 export type { VideoPrompt, VideoPoint, PromptResult, FrameResult, TrackedObject, Direction, PropagateOptions, SessionStatus, VideoSessionOptions } from './video/session.js';
 export { openVideo } from './video/frames.js';

@@ -267,6 +267,12 @@ export interface HeapStats {
   freeBytes: number;
   /** Bytes in chunks mapped on their own (large allocations). */
   mmapBytes: number;
+  /**
+   * Allocations of at least this many bytes are mapped on their own and returned to the system when
+   * freed (SAM3_MALLOC_MMAP_THRESHOLD or glibc's MALLOC_MMAP_THRESHOLD_, when set); null where
+   * glibc's adaptive rule is in place (the default).
+   */
+  mmapThresholdBytes: number | null;
 }
 
 export interface NativeAddon {
@@ -283,6 +289,7 @@ export interface NativeAddon {
    * thread (batched; `dropped`: distinct warnings beyond the queue's bound); null: back to stderr.
    */
   setWarningListener(listener: ((warnings: NativeWarning[], dropped: number) => void) | null): void;
+  trimNativeHeap(minFreeBytes: number): Promise<{ trimmed: boolean; freeBytes: number }>;
 }
 
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

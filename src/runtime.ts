@@ -43,3 +43,33 @@ export function onNativeWarning(listener: NativeWarningListener): () => void {
     if (listeners.size === 0) addon().setWarningListener(null);
   };
 }
+
+/**
+ * Hands the native heap's free pages back to the system (glibc malloc_trim on a libuv worker) when
+ * it holds at least minFreeBytes free; resolves what it found. Tensors of mixed lifetimes leave
+ * glibc's heap fragmented, and the free pages stay resident until trimmed.
+ */
+export function trimNativeHeap(minFreeBytes = 0): Promise<{ trimmed: boolean; freeBytes: number }> {
+  return addon().trimNativeHeap(minFreeBytes);
+}
+
+/**
+ * Trims the native heap every intervalMs while glibc holds at least minFreeBytes free (an unref'd
+ * timer: it never keeps the process alive). Returns a function that stops it.
+ */
+export function keepNativeHeapTrimmed(options: { intervalMs?: number; minFreeBytes?: number } = {}): () => void {
+  const intervalMs = options.intervalMs ?? 5000;
+  const minFreeBytes = options.minFreeBytes ?? 64 * 2 ** 20;
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    trimNativeHeap(minFreeBytes)
+      .catch(() => undefined)
+      .finally(() => {
+        running = false;
+      });
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

@@ -83,6 +83,9 @@ describe('operations endpoints', () => {
     assert.equal(metric(m, 'sam3_feature_cache_misses_total', { device: 'cpu#0' }), 1);
     assert.equal(metric(m, 'sam3_feature_cache_evictions_total', { device: 'cpu#0' }), 0);
     assert.ok((metric(m, 'sam3_feature_cache_bytes') ?? 0) > 0);
+    // The cached features live on the native heap, so it holds at least their bytes.
+    assert.ok((metric(m, 'sam3_native_heap_bytes', { state: 'in_use' }) ?? 0) >= metric(m, 'sam3_feature_cache_bytes')!);
+    assert.ok((metric(m, 'sam3_native_heap_bytes', { state: 'free' }) ?? -1) >= 0);
     assert.equal(metric(m, 'sam3_text_cache_misses_total'), 2, 'person and car encoded once each');
     assert.equal(metric(m, 'sam3_text_cache_hits_total'), 1);
     for (const stage of ['decode', 'queue_wait', 'encode', 'head']) assert.ok((metric(m, 'sam3_inference_stage_seconds_count', { stage }) ?? 0) >= 1, stage);

@@ -95,7 +95,43 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// heapStats() -> {inUseBytes, freeBytes, mmapBytes} | null: the C heap as glibc's allocator sees it
+// The mmap threshold this process runs with (bytes), or -1 where glibc's adaptive rule is left in place.
+long g_mmap_threshold = -1;
+
+// glibc serves a block from mmap (returned to the system on free) only above a threshold that it
+// raises to the size of each mmapped block freed, up to 32 MiB. Tensors are freed all the time, so
+// after the first few every frame's activations and every cached feature map come from the heap,
+// and a heap of blocks of mixed lifetimes fragments: a 600-frame concept soak held 457 MiB free
+// but unreturned next to 310 MiB in use. A fixed threshold keeps large blocks in mmap (and keeps
+// glibc from raising it): 256 KiB held 42 MiB free at frame 300 where the default held 266 MiB,
+// but every large tensor then costs page faults: +0.4 s of system time on a 3 s encode+segment
+// round of the bench model (15-20% slower). So it is opt-in (SAM3_MALLOC_MMAP_THRESHOLD, bytes;
+// 0, the default, leaves glibc's rule; glibc's own MALLOC_MMAP_THRESHOLD_, when set, wins), and
+// trimNativeHeap below returns the free pages instead, now and then, off the JS thread.
+void TuneHeap(Napi::Env env) {
+#if defined(__GLIBC__)
+  if (const char* glibc = std::getenv("MALLOC_MMAP_THRESHOLD_"); glibc != nullptr) {
+    g_mmap_threshold = std::strtol(glibc, nullptr, 10);  // what glibc read at start-up
+    return;
+  }
+  long bytes = 0;
+  if (const char* v = std::getenv("SAM3_MALLOC_MMAP_THRESHOLD"); v != nullptr && *v != '\0') {
+    char* end = nullptr;
+    const long long parsed = std::strtoll(v, &end, 10);
+    constexpr long long kMax = 32LL * 1024 * 1024;  // glibc's largest mmap threshold on 64-bit
+    if (*end != '\0' || parsed < 0 || parsed > kMax) {
+      throw Napi::Error::New(env, std::string("SAM3_MALLOC_MMAP_THRESHOLD must be a byte count from 0 to ") +
+                                      std::to_string(kMax) + " (0 leaves glibc's own rule), not '" + v + "'");
+    }
+    bytes = static_cast<long>(parsed);
+  }
+  if (bytes > 0 && mallopt(M_MMAP_THRESHOLD, static_cast<int>(bytes)) == 1) g_mmap_threshold = bytes;
+#else
+  (void)env;
+#endif
+}
+
+// heapStats() -> {inUseBytes, freeBytes, mmapBytes, mmapThresholdBytes} | null: the C heap as glibc's allocator sees it
 // (mallinfo2: bytes in use, bytes free but still held, bytes in mmapped chunks); null elsewhere.
 // RSS well above inUseBytes + mmapBytes is fragmentation, not a leak.
 Napi::Value HeapStats(const Napi::CallbackInfo& info) {
@@ -106,13 +142,55 @@ Napi::Value HeapStats(const Napi::CallbackInfo& info) {
   o.Set("inUseBytes", static_cast<double>(m.uordblks + m.hblkhd));
   o.Set("freeBytes", static_cast<double>(m.fordblks));
   o.Set("mmapBytes", static_cast<double>(m.hblkhd));
+  if (g_mmap_threshold >= 0) o.Set("mmapThresholdBytes", static_cast<double>(g_mmap_threshold));
+  else o.Set("mmapThresholdBytes", env.Null());
   return o;
 #else
   return env.Null();
 #endif
 }
 
+// trimNativeHeap(minFreeBytes) -> Promise<{trimmed, freeBytes}>: on a libuv worker, when glibc holds
+// at least minFreeBytes free, malloc_trim(0) hands every whole free page back to the system
+// (madvise; the bytes stay free to glibc, no longer resident). Cheap next to inference when called
+// every few seconds; resolves {trimmed: false, freeBytes: 0} off glibc.
+class HeapTrimWorker : public Napi::AsyncWorker {
+ public:
+  HeapTrimWorker(Napi::Env env, double min_free)
+      : Napi::AsyncWorker(env, "sam3:trimNativeHeap"), deferred_(Napi::Promise::Deferred::New(env)), min_free_(min_free) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    free_ = static_cast<double>(mallinfo2().fordblks);
+    if (free_ >= min_free_) trimmed_ = malloc_trim(0) == 1;
+#endif
+  }
+  void OnOK() override {
+    Napi::Object o = Napi::Object::New(Env());
+    o.Set("trimmed", trimmed_);
+    o.Set("freeBytes", free_);
+    deferred_.Resolve(o);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  double min_free_;
+  double free_ = 0;
+  bool trimmed_ = false;
+};
+
+Napi::Value TrimNativeHeap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const double min_free = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+  auto* worker = new HeapTrimWorker(env, min_free);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  TuneHeap(env);  // first, before libtorch allocates anything large
   // The profiling graph executor profiles and re-specialises a traced graph for every new input
   // shape (batch size, prompt count, box count), so the first call at each shape is slow, and a
   // server sees new shapes all the time. Traced SAM 3 is dominated by large ops that gain little from
@@ -158,6 +236,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   exports.Set("heapStats", Napi::Function::New(env, HeapStats, "heapStats"));
   exports.Set("setWarningListener", Napi::Function::New(env, SetWarningListener, "setWarningListener"));
+  exports.Set("trimNativeHeap", Napi::Function::New(env, TrimNativeHeap, "trimNativeHeap"));
   exports.Set("componentAreas", Napi::Function::New(env, ComponentAreasJs, "componentAreas"));
   exports.Set("fillHoles", Napi::Function::New(env, FillHolesJs, "fillHoles"));
   return exports;

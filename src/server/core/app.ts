@@ -18,7 +18,7 @@ import Koa from 'koa';
 import websockify from 'koa-websocket';
 import { type Logger, pino } from 'pino';
 
-import { ErrorCode, Sam3Error } from '../../index.js';
+import { ErrorCode, Sam3Error, keepNativeHeapTrimmed } from '../../index.js';
 import { DeviceMetrics } from '../devices/metrics.js';
 import { ModelPool, defaultDevice } from '../devices/workers.js';
 import { imageSlice } from '../image/slice.js';
@@ -107,6 +107,7 @@ export function createApp(options: AppOptions): Sam3App {
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
   let stopNativeWarnings: (() => void) | undefined;
+  let stopHeapTrim: (() => void) | undefined;
 
   const deps: AppDeps = {
     config,
@@ -146,6 +147,7 @@ export function createApp(options: AppOptions): Sam3App {
     }
     pool = loaded;
     deviceMetrics.attach(loaded);
+    if (config.heapTrim.intervalMs > 0) stopHeapTrim = keepNativeHeapTrimmed(config.heapTrim);
     phase = 'ready';
     logger.info({ bundle: bundleDir, devices }, 'ready');
   });
@@ -228,6 +230,7 @@ export function createApp(options: AppOptions): Sam3App {
       pool?.dispose();
       pool = undefined;
       stopNativeWarnings?.();
+      stopHeapTrim?.();
       phase = 'closed';
       logger.info('shut down');
     })());

@@ -103,6 +103,8 @@ const envSchema = z.object({
   MAX_IMAGES_PER_BATCH: num({ int: true, min: 1, max: 1024 }).default(16),
   SHUTDOWN_TIMEOUT_MS: num({ int: true, min: 0 }).default(30_000),
   SHUTDOWN_DELAY_MS: num({ int: true, min: 0 }).default(0),
+  HEAP_TRIM_INTERVAL_MS: num({ int: true, min: 0 }).default(5000),
+  HEAP_TRIM_MIN_FREE_MB: num({ min: 0 }).default(64),
   MEDIA_ROOT: z.string().trim().min(1).default('./media'),
   MAX_SESSIONS: num({ int: true, min: 1 }).default(8),
   SESSION_IDLE_TIMEOUT_SECONDS: num({ positive: true }).default(600),
@@ -163,6 +165,11 @@ export interface ServerConfig {
    * withdrawn (/health/ready 503) before it refuses new requests, so load balancers stop sending first.
    */
   shutdownDelayMs: number;
+  /**
+   * HEAP_TRIM_INTERVAL_MS / HEAP_TRIM_MIN_FREE_MB: every intervalMs (0: never), when the native heap
+   * holds at least minFreeBytes free, its free pages go back to the system (glibc malloc_trim).
+   */
+  heapTrim: { intervalMs: number; minFreeBytes: number };
   video: {
     /** Absolute folder that video_path values resolve inside and uploads are stored under. */
     mediaRoot: string;
@@ -257,6 +264,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     shutdownDelayMs: e.SHUTDOWN_DELAY_MS,
+    heapTrim: { intervalMs: e.HEAP_TRIM_INTERVAL_MS, minFreeBytes: Math.floor(e.HEAP_TRIM_MIN_FREE_MB * 1024 * 1024) },
     video: {
       mediaRoot: resolve(e.MEDIA_ROOT),
       maxSessions: e.MAX_SESSIONS,

@@ -4,7 +4,9 @@
  * metrics to the same registry the same way: a class that takes the registry and, for gauges read
  * at scrape time, attach()es to what it reads (devices/metrics.ts, video/metrics.ts).
  */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+import { heapStats } from '../../index.js';
 
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
@@ -28,6 +30,20 @@ export class Metrics {
       labelNames: ['method', 'route', 'status'],
       buckets: LATENCY_BUCKETS,
       registers,
+    });
+    // The native heap as glibc sees it, read at scrape time: RSS well above in_use is fragmentation
+    // (free pages not yet trimmed), in_use growing is a leak.
+    new Gauge({
+      name: 'sam3_native_heap_bytes',
+      help: "The addon's C heap (glibc mallinfo2): bytes in use, and bytes free but still held",
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const h = heapStats();
+        if (!h) return;
+        this.set({ state: 'in_use' }, h.inUseBytes);
+        this.set({ state: 'free' }, h.freeBytes);
+      },
     });
   }
 
