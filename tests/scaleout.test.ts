@@ -292,7 +292,7 @@ describe('three replicas behind nginx', { skip }, () => {
       if (i % 2 === 0) {
         const r = await postJson(base, `/api/v1/video/session/${id}/propagate`, { direction: 'forward' });
         assert.equal(r.status, 200, r.text);
-        assert.equal(r.body.total_frames, FRAMES, 'REST propagation tracked every frame');
+        assert.equal(r.body.frames_processed, FRAMES, 'REST propagation tracked every frame');
       }
     }
 
