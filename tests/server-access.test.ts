@@ -10,6 +10,7 @@ import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import zlib from 'node:zlib';
 
+import SwaggerParser from '@apidevtools/swagger-parser';
 import WebSocket from 'ws';
 
 import { ApiKeys } from '../src/server/core/access.js';
@@ -114,6 +115,7 @@ describe('API keys (API_KEYS)', () => {
     assert.equal((await raw(srv.base, 'GET', '/docs')).status, 200);
     assert.equal((await raw(srv.base, 'GET', '/docs/swagger-ui.css')).status, 200);
     const doc = json(await raw(srv.base, 'GET', '/openapi.json'));
+    await SwaggerParser.validate(structuredClone(doc));
     // The document says so: both schemes, required everywhere but on the public operations, and a 401 where they apply.
     assert.deepEqual(Object.keys(doc.components.securitySchemes).sort(), ['apiKey', 'bearer']);
     assert.deepEqual(doc.security, [{ bearer: [] }, { apiKey: [] }]);
