@@ -39,10 +39,10 @@ export async function decodeImage(input: Uint8Array, options: DecodeOptions = {}
   const width = meta.width ?? 0;
   const height = meta.height ?? 0;
   if (width * height > maxPixels) {
-    throw new Sam3Error(ErrorCode.ImageTooLarge, `the image is ${width}x${height} = ${width * height} pixels, above the limit of ${maxPixels}; send a smaller image`, { width, height, maxPixels });
+    throw new Sam3Error(ErrorCode.ImageTooLarge, `the image is ${width}x${height} = ${width * height} pixels, above the limit of ${maxPixels}; send a smaller image`, { width, height, max_pixels: maxPixels });
   }
   if (Math.min(width, height) < minSide) {
-    throw new Sam3Error(ErrorCode.InvalidImage, `the image is ${width}x${height}; both sides must be at least ${minSide} pixels`, { width, height, minSide });
+    throw new Sam3Error(ErrorCode.InvalidImage, `the image is ${width}x${height}; both sides must be at least ${minSide} pixels`, { width, height, min_side: minSide });
   }
   try {
     const { data, info } = await sharp(input, { limitInputPixels: maxPixels, failOn: 'error', pages: 1 })

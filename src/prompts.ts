@@ -117,7 +117,8 @@ export function checkFrameIndex(value: unknown, totalFrames: number, name: strin
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value >= totalFrames) {
     const shown = typeof value === 'number' ? String(value) : JSON.stringify(value);
     throw new Sam3Error(ErrorCode.FrameRange, `${name} ${shown} is out of range: the video has ${totalFrames} frames, indices 0 to ${totalFrames - 1}`, {
-      [name]: value,
+      // Error details are snake_case like the HTTP API's fields, whichever name the caller used.
+      [name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)]: value,
       total_frames: totalFrames,
     });
   }

@@ -272,7 +272,17 @@ describe('three replicas behind nginx', { skip }, () => {
     const s = await postJson(base, '/api/v1/video/session/start', { video_id: up.body.video_id });
     assert.equal(s.status, 200, s.text);
     assert.equal(ownerOf(s.body.session_id), owner, 'the session opened where the upload is');
+    // The uploads API routes by the id in the path: always the owner, without a 421.
+    const info = await fetch(`${base}/api/v1/video/uploads/${up.body.video_id}`);
+    assert.equal(info.status, 200);
+    assert.equal(info.headers.get('x-sam3-replica'), owner);
+    assert.deepEqual(((await info.json()) as { sessions: string[] }).sessions, [s.body.session_id]);
+    const busy = await fetch(`${base}/api/v1/video/uploads/${up.body.video_id}`, { method: 'DELETE' });
+    assert.equal(busy.status, 409, 'in use by the session');
     assert.equal((await fetch(`${base}/api/v1/video/session/${s.body.session_id}`, { method: 'DELETE' })).status, 200);
+    const deleted = await fetch(`${base}/api/v1/video/uploads/${up.body.video_id}`, { method: 'DELETE' });
+    assert.equal(deleted.status, 200);
+    assert.equal(deleted.headers.get('x-sam3-replica'), owner);
   });
 
   it('runs 20 sessions over the replicas, kills one during WebSocket propagation, and the others lose nothing', async (t) => {
@@ -292,7 +302,7 @@ describe('three replicas behind nginx', { skip }, () => {
       if (i % 2 === 0) {
         const r = await postJson(base, `/api/v1/video/session/${id}/propagate`, { direction: 'forward' });
         assert.equal(r.status, 200, r.text);
-        assert.equal(r.body.total_frames, FRAMES, 'REST propagation tracked every frame');
+        assert.equal(r.body.frames_processed, FRAMES, 'REST propagation tracked every frame');
       }
     }
 

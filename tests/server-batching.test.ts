@@ -126,12 +126,22 @@ describe('bounded queue', () => {
     assert.equal(metric(await metrics(srv.base), 'sam3_jobs_admitted'), 0, 'every slot is released');
   });
 
-  it('a batch request larger than the free slots is refused whole', async () => {
+  it('a batch larger than the free slots: the images beyond them get a 503 queue_full entry to retry, the others their masks', async () => {
     const images = await Promise.all(Array.from({ length: 3 }, (_, i) => pngImage(32, 32, 600 + i)));
     const r = await postJson(srv.base, '/api/v1/image/batch', { images: images.map((img) => ({ image: b64(img), prompts: [text('a')] })) });
-    assert.equal(r.status, 503);
-    assert.equal(r.body.error.code, 'queue_full');
-    assert.equal(metric(await metrics(srv.base), 'sam3_jobs_admitted'), 0);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.body.num_failed, 1);
+    // Images are admitted in order: the first two take the two slots.
+    for (const i of [0, 1]) assert.deepEqual(r.body.results[i].image_size, { width: 32, height: 32 });
+    const shed = r.body.results[2];
+    assert.equal(shed.http_status, 503);
+    assert.equal(shed.error.code, 'queue_full');
+    assert.equal(shed.error.details.retry_after_seconds, 3);
+    assert.equal(shed.error.details.index, 2);
+    assert.equal(metric(await metrics(srv.base), 'sam3_jobs_admitted'), 0, 'every slot is released');
+    // Retrying the shed image alone succeeds.
+    const retry = await postJson(srv.base, '/api/v1/image/batch', { images: [{ image: b64(images[2]!), prompts: [text('a')] }] });
+    assert.equal(retry.body.num_failed, 0, retry.text);
   });
 });
 

@@ -23,6 +23,18 @@ function expectError(r: Reply, status: number, code: string, message?: RegExp) {
 
 const text = (t: string) => ({ type: 'text', text: t });
 
+/** A /batch answer's item `index` failed with this status, code and message, in the error body's shape. */
+function expectItemError(r: Reply, index: number, status: number, code: string, message?: RegExp) {
+  assert.equal(r.status, 200, `the batch itself succeeds: ${r.text}`);
+  const item = r.body.results[index];
+  assert.equal(item.http_status, status, JSON.stringify(item));
+  assert.deepEqual(Object.keys(item.error).sort(), ['code', 'details', 'message', 'request_id']);
+  assert.equal(item.error.code, code, JSON.stringify(item));
+  assert.equal(item.error.request_id, r.headers.get('x-request-id'));
+  assert.equal(item.error.details.index, index);
+  if (message) assert.match(item.error.message, message);
+}
+
 describe('bad input', () => {
   let srv: TestServer;
   let image: string;
@@ -112,7 +124,9 @@ describe('bad input', () => {
     expectError(r, 400, 'validation_error', /^\(body\): unknown field 'threshold'; remove it/);
     expectError(await segment({ image, prompts: [{ type: 'text', text: 'a', label: true }] }), 400, 'validation_error', /^prompts\[0\]: unknown field 'label'/);
     expectError(await postJson(srv.base, '/api/v1/image/embed', { image, prompts: [] }), 400, 'validation_error', /unknown field 'prompts'/);
-    expectError(await postJson(srv.base, '/api/v1/image/batch', { images: [{ image, prompts: [text('a')], extra: 1 }] }), 400, 'validation_error', /^images\[0\]: unknown field 'extra'/);
+    const item = await postJson(srv.base, '/api/v1/image/batch', { images: [{ image, prompts: [text('a')], extra: 1 }] });
+    expectItemError(item, 0, 400, 'validation_error', /^images\[0\]: unknown field 'extra'/);
+    expectError(await postJson(srv.base, '/api/v1/image/batch', { images: [{ image, prompts: [text('a')] }], extra: 1 }), 400, 'validation_error', /^\(body\): unknown field 'extra'/);
   });
 
   it('a wrong content type is 415; invalid JSON is 400', async () => {
@@ -137,14 +151,50 @@ describe('bad input', () => {
     expectError(await postRaw(srv.base, '/api/v1/image/segment', badJson), 400, 'validation_error', /multipart field 'prompts' must be JSON text/);
   });
 
-  it('a bad batch item is named by its index', async () => {
-    const good = { image, prompts: [text('a')] };
-    expectError(await postJson(srv.base, '/api/v1/image/batch', { images: [good, { image, prompts: [{ type: 'box', box: [0, 0, 2, 1] }] }] }), 400, 'validation_error', /^images\[1\]\.prompts\[0\]\.box: /);
-    expectError(await postJson(srv.base, '/api/v1/image/batch', { images: [good, good, { image: '%%%', prompts: [text('a')] }] }), 400, 'invalid_base64', /^images\[2\]\.image is not valid base64/);
-    const r = await postJson(srv.base, '/api/v1/image/batch', { images: [good, { image: b64(Buffer.from('no image here')), prompts: [text('a')] }] });
-    expectError(r, 400, 'invalid_image', /^images\[1\]: the bytes are not a readable image/);
-    assert.equal(r.body.error.details.index, 1);
+  it('a bad batch item fails alone, named by its index, with the error body /segment gives; the others get their masks', async () => {
+    const good = { image, prompts: [text('a')], confidence_threshold: 0 };
+    const bomb = b64(await sharp({ create: { width: 3000, height: 3000, channels: 3, background: '#fff' } }).png().toBuffer());
+    const images = [
+      good,
+      { image, prompts: [{ type: 'box', box: [0, 0, 2, 1] }] },
+      { image: '%%%', prompts: [text('a')] },
+      { image: b64(Buffer.from('no image here')), prompts: [text('a')] },
+      { image_id: 'ab'.repeat(32), prompts: [text('a')] },
+      { image: bomb, prompts: [text('a')] },
+      7,
+      good,
+    ];
+    const r = await postJson(srv.base, '/api/v1/image/batch', { images });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.body.results.length, images.length);
+    assert.equal(r.body.num_failed, 6);
+    expectItemError(r, 1, 400, 'validation_error', /^images\[1\]\.prompts\[0\]\.box: /);
+    expectItemError(r, 2, 400, 'invalid_base64', /^images\[2\]\.image is not valid base64/);
+    expectItemError(r, 3, 400, 'invalid_image', /^images\[3\]: the bytes are not a readable image/);
+    expectItemError(r, 4, 404, 'unknown_image_id', /^images\[4\]: image_id (ab)+ is not in the feature cache/);
+    expectItemError(r, 5, 413, 'image_too_large', /^images\[5\]: the image is 3000x3000/);
+    expectItemError(r, 6, 400, 'validation_error', /^images\[6\]: /);
+    // The same mistakes sent alone to /segment give the same code and details (without the index).
+    for (const i of [1, 2, 3, 4, 5]) {
+      const alone = await segment(images[i]);
+      assert.equal(alone.status, r.body.results[i].http_status, `images[${i}] alone: ${alone.text}`);
+      assert.equal(alone.body.error.code, r.body.results[i].error.code);
+      const { index, ...details } = r.body.results[i].error.details;
+      assert.equal(index, i);
+      assert.deepEqual(Object.keys(details).sort(), Object.keys(alone.body.error.details).sort(), `images[${i}] details`);
+    }
+    for (const i of [0, 7]) {
+      const ok = r.body.results[i];
+      assert.equal(ok.error, undefined, JSON.stringify(ok));
+      assert.deepEqual(ok.image_size, { width: 64, height: 48 });
+      assert.equal(ok.masks.length, ok.num_masks);
+      assert.ok(ok.num_masks > 0, 'threshold 0 keeps every query');
+    }
+    assert.deepEqual(r.body.results[7].masks, r.body.results[0].masks, 'the same image and prompts: the same masks');
+    // Whole-request mistakes are still the request's.
     expectError(await postJson(srv.base, '/api/v1/image/batch', { images: [] }), 400, 'validation_error', /images is empty/);
+    expectError(await postJson(srv.base, '/api/v1/image/batch', { images: good }), 400, 'validation_error', /^images: /);
+    expectError(await postJson(srv.base, '/api/v1/image/batch', { images: [good], mask_format: 'svg' }), 400, 'validation_error', /^mask_format: /);
   });
 
   it('a client request id is echoed and used in the log', async () => {

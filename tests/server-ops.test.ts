@@ -11,6 +11,10 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 
 import SwaggerParser from '@apidevtools/swagger-parser';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+
+import { ERROR_STATUS } from '../src/server/core/errors.js';
+import { UNDOCUMENTED_ROUTES } from '../src/server/ops/openapi.js';
 
 import { pngImage, root } from './helpers.js';
 import { type TestServer, b64, get, metric, metrics, postJson, startServer } from './server-helpers.js';
@@ -124,6 +128,10 @@ describe('operations endpoints', () => {
       }
     }
     assert.ok(served.size >= 10, [...served].join(', '));
+    for (const hidden of UNDOCUMENTED_ROUTES) {
+      assert.ok(served.delete(hidden), `${hidden} is served`);
+      assert.ok(!documented.has(hidden), `${hidden} is left out of the document`);
+    }
     assert.deepEqual([...served].sort(), [...documented].sort());
     for (const p of ['/api/v1/image/segment', '/api/v1/image/cached-features', '/api/v1/image/embed', '/api/v1/image/batch', '/api/v1/image/interactive']) {
       const op = doc.paths[p].post;
@@ -138,6 +146,74 @@ describe('operations endpoints', () => {
     for (const id of ['PolygonMask', 'PngMask', 'InteractiveResponse']) assert.ok(doc.components.schemas[id], `${id} is documented`);
     assert.equal(segment.additionalProperties, false);
     assert.ok(doc.paths['/api/v1/image/segment'].post.requestBody.content['multipart/form-data']);
+  });
+
+  it('every operation has an operationId, unique across the document (client generators name methods by it)', async () => {
+    const doc = (await get(srv.base, '/openapi.json')).body;
+    const ids: string[] = [];
+    for (const [p, ops] of Object.entries(doc.paths as Record<string, Record<string, { operationId?: unknown }>>)) {
+      for (const [method, op] of Object.entries(ops)) {
+        assert.equal(typeof op.operationId, 'string', `${method.toUpperCase()} ${p} has an operationId`);
+        assert.match(op.operationId as string, /^[a-z][A-Za-z0-9]*$/, `${method.toUpperCase()} ${p}: camelCase`);
+        ids.push(op.operationId as string);
+      }
+    }
+    assert.ok(ids.length >= 20, ids.join(', '));
+    assert.deepEqual(ids.filter((id, i) => ids.indexOf(id) !== i), [], 'duplicate operationIds');
+  });
+
+  it('every example in the document is valid for its schema; error examples carry a code of their status; mask counts agree', async () => {
+    const doc = (await get(srv.base, '/openapi.json')).body;
+    const deref = (await SwaggerParser.dereference(structuredClone(doc))) as any;
+    const ajv = new Ajv2020({ strict: false, allErrors: true });
+    ajv.addKeyword({ keyword: 'example' });
+    const check = (schema: unknown, example: unknown, where: string) => {
+      const validate = ajv.compile(schema as object);
+      assert.ok(validate(example), `${where}: ${JSON.stringify(validate.errors)}`);
+    };
+    // Codes answered with each status: the library's (ERROR_STATUS) and those only the HTTP edge raises.
+    const statusOf = new Map<string, Set<number>>();
+    const add = (code: string, status: number) => statusOf.set(code, new Set([...(statusOf.get(code) ?? []), status]));
+    for (const m of Object.values(ERROR_STATUS)) add(m.code, m.status);
+    for (const [code, status] of [['not_found', 404], ['method_not_allowed', 405], ['body_too_large', 413], ['unsupported_media_type', 415], ['wrong_replica', 421], ['upgrade_required', 426], ['unauthorized', 401], ['upload_too_large', 413], ['video_in_use', 409], ['invalid_json', 400], ['invalid_base64', 400], ['validation_error', 400]] as const) add(code, status);
+    let examples = 0;
+    // Schema-level examples (what Swagger UI shows for a body) ...
+    const walk = (schema: any, where: string, seen = new Set<unknown>()) => {
+      if (!schema || typeof schema !== 'object' || seen.has(schema)) return;
+      seen.add(schema);
+      if ('example' in schema && schema.type === 'object') {
+        check(schema, schema.example, where);
+        examples++;
+        const ex = schema.example;
+        if (Array.isArray(ex.masks)) {
+          assert.equal(ex.num_masks, ex.masks.length, `${where}: num_masks of the example`);
+          assert.equal(ex.scores.length, ex.masks.length, `${where}: scores of the example`);
+        }
+      }
+      for (const [k, v] of Object.entries(schema)) if (k !== 'example') walk(v, `${where}.${k}`, seen);
+    };
+    for (const [name, schema] of Object.entries(deref.components.schemas)) walk(schema, name);
+    // ... and response examples.
+    for (const [p, ops] of Object.entries(deref.paths as Record<string, Record<string, any>>)) {
+      for (const [method, op] of Object.entries(ops)) {
+        for (const [status, res] of Object.entries(op.responses as Record<string, any>)) {
+          const media = res.content?.['application/json'];
+          if (!media) continue;
+          const where = `${method.toUpperCase()} ${p} ${status}`;
+          const isError = Boolean(media.schema.properties?.error?.properties?.code);
+          if (isError) assert.ok(media.example, `${where} has an example`);
+          if (!media.example) continue;
+          check(media.schema, media.example, where);
+          examples++;
+          const code = media.example.error?.code;
+          if (isError) assert.ok(statusOf.get(code)?.has(Number(status)), `${where}: example code '${code}' is answered with ${[...(statusOf.get(code) ?? [])].join('/')}`);
+        }
+      }
+    }
+    assert.ok(examples > 60, `${examples} examples checked`);
+    const segment = deref.paths['/api/v1/image/segment'].post.responses;
+    assert.equal(segment['404'].content['application/json'].example.error.code, 'unknown_image_id');
+    assert.equal(segment['200'].content['application/json'].schema.example.num_masks, 2);
   });
 });
 

@@ -303,6 +303,7 @@ describe('video API', () => {
       assert.equal(r.body.session_id, id);
       assert.deepEqual(Object.keys(r.body.results).map(Number).sort((a, b) => a - b), range(0, 11));
       assert.equal(r.body.total_frames, 12);
+      assert.equal(r.body.frames_processed, 12);
       assert.ok(r.body.processing_time_ms > 0);
       for (const [key, frame] of Object.entries<any>(r.body.results)) {
         assert.equal(frame.frame_index, Number(key));
@@ -323,7 +324,8 @@ describe('video API', () => {
         const r = await postJson(srv.base, `/api/v1/video/session/${id}/propagate`, body);
         assert.equal(r.status, 200, r.text);
         const keys = Object.keys(r.body.results).map(Number).sort((a, b) => a - b);
-        assert.equal(r.body.total_frames, keys.length);
+        assert.equal(r.body.frames_processed, keys.length);
+        assert.equal(r.body.total_frames, 12, "total_frames is the video's length, as in video_info");
         for (const f of Object.values<any>(r.body.results)) assert.deepEqual(f.objects.map((o: any) => o.id).sort(), [1, 2]);
         return keys;
       };
@@ -348,6 +350,7 @@ describe('video API', () => {
       for (const f of frames) assert.deepEqual(f.objects.map((o: any) => o.id).sort(), [1, 2]);
       assert.equal(last.type, 'complete');
       assert.equal(last.total_frames, 12);
+      assert.equal(last.frames_processed, 12);
       const back = await c.run({ type: 'propagate', direction: 'backward', start_frame_index: 4, mask_format: 'polygon' });
       assert.deepEqual(
         back.frames.map((f) => f.frame_index),
@@ -379,13 +382,15 @@ describe('video API', () => {
       c.send({ start_frame_index: 99 });
       m = await c.next();
       assert.equal(m.code, 'frame_out_of_range');
-      c.send({ type: 'cancel' }); // nothing running: ignored
+      c.send({ type: 'cancel' }); // nothing running: answered at once, the socket stays usable
+      assert.deepEqual(await c.next(), { type: 'cancelled', was_running: false });
       const { frames, last } = await c.run({ start_frame_index: 10 });
       assert.deepEqual(
         frames.map((f) => f.frame_index),
         [10, 11],
       );
       assert.equal(last.type, 'complete');
+      assert.deepEqual([last.total_frames, last.frames_processed], [12, 2], 'total_frames: the video; frames_processed: this run');
       c.ws.close();
       await c.closed;
     });
@@ -465,7 +470,9 @@ describe('video API', () => {
       let m = await c2.next();
       while (m.type === 'frame') m = await c2.next();
       assert.equal(m.type, 'cancelled');
-      assert.ok(m.total_frames < 96);
+      assert.equal(m.was_running, true);
+      assert.ok(m.frames_processed >= 1 && m.frames_processed < 96, String(m.frames_processed));
+      assert.equal(m.total_frames, 96);
       c2.ws.close();
       await c2.closed;
       await del(srv.base, `/api/v1/video/session/${id}`);
@@ -516,7 +523,7 @@ describe('video API', () => {
       const url = `/api/v1/video/session/${id}`;
       assertError(await postJson(srv.base, `${url}/propagate`, {}), 409, 'no_objects', /add a prompt/);
       await postJson(srv.base, `${url}/prompt`, { frame_index: 2, prompts: [boxPrompt()] });
-      assert.equal((await postJson(srv.base, `${url}/propagate`, { max_frames: 1 })).body.total_frames, 2);
+      assert.equal((await postJson(srv.base, `${url}/propagate`, { max_frames: 1 })).body.frames_processed, 2);
       const r = await postJson(srv.base, `${url}/reset`, {});
       assert.equal(r.status, 200, r.text);
       assert.deepEqual(r.body, { session_id: id, status: 'ready', objects: [] });
@@ -643,7 +650,8 @@ describe('video API', () => {
       assert.deepEqual(p.body.obj_ids, []);
       const rest = await postJson(srv.base, `${url}/propagate`, { max_frames: 2 });
       assert.equal(rest.status, 200, rest.text);
-      assert.equal(rest.body.total_frames, 3);
+      assert.equal(rest.body.frames_processed, 3);
+      assert.equal(rest.body.total_frames, 12);
       assert.equal((await del(srv.base, url)).status, 200);
     });
   });

@@ -52,7 +52,7 @@ export abstract class BaseSource implements FrameSource {
     if (this.closed) throw closedError(this.path);
     const n = this.info.totalFrames;
     if (!Number.isInteger(index) || index < 0 || index >= n) {
-      throw new Sam3Error(ErrorCode.FrameRange, `frame index ${String(index)} is out of range; the video has ${n} frames (0..${n - 1})`, { index, totalFrames: n });
+      throw new Sam3Error(ErrorCode.FrameRange, `frame index ${String(index)} is out of range; the video has ${n} frames (0..${n - 1})`, { index, total_frames: n });
     }
     const hit = this.cache.get(index);
     if (hit) {

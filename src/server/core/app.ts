@@ -25,9 +25,12 @@ import { imageSlice } from '../image/slice.js';
 import { opsSlice } from '../ops/slice.js';
 import type { SessionManager } from '../video/sessions.js';
 import { videoSlice } from '../video/slice.js';
+import { ApiKeys, selectProtocol } from './access.js';
 import { BodyReader } from './body.js';
+import { compression } from './compression.js';
 import { type ServerConfig, packageRoot } from './config.js';
 import type { AppContext, AppDeps, AppState, Phase, Slice } from './context.js';
+import { corsMiddleware } from './cors.js';
 import { ReplicaIds } from './replica.js';
 import { shuttingDown } from './errors.js';
 import { Metrics } from './metrics.js';
@@ -97,6 +100,7 @@ export function createApp(options: AppOptions): Sam3App {
   // device has its own.
   const deviceMetrics = new DeviceMetrics(metrics.registry, { maxBatchSize: config.batching.maxBatchSize ?? 8 });
   const inflight = new InflightRequests();
+  const apiKeys = new ApiKeys(config.apiKeys);
   const startedAt = Date.now();
 
   let phase: Phase = 'loading';
@@ -126,7 +130,7 @@ export function createApp(options: AppOptions): Sam3App {
       return pool;
     },
     errorContext: () => ({ maxBodyBytes: config.limits.maxBodyBytes, shuttingDown: phase === 'shutting_down' || phase === 'closed', retryAfterSeconds: config.batching.retryAfterSeconds }),
-    openapi: () => (openapi ??= buildOpenApi(slices.map((s) => (registry) => s.openapi(registry)), { version: packageVersion(), defaultThreshold: config.confidenceThreshold })),
+    openapi: () => (openapi ??= buildOpenApi(slices.map((s) => (registry) => s.openapi(registry)), { version: packageVersion(), defaultThreshold: config.confidenceThreshold, secured: apiKeys.enabled })),
     activeSessions: () => video.sessions.size,
   };
 
@@ -172,9 +176,12 @@ export function createApp(options: AppOptions): Sam3App {
   const app = websockify(new Koa<AppState, AppContext>(), {
     maxPayload: Math.max(0, ...sockets.map((w) => w.maxPayload)),
     perMessageDeflate: false,
+    handleProtocols: selectProtocol,
     verifyClient: (info, cb) => {
       const ws = socketOf(info.req.url);
-      if (ws) ws.verifyClient(info, cb);
+      const refused = ws && apiKeys.upgradeRefusal(info.req);
+      if (refused) cb(false, refused.status, refused.body, refused.headers);
+      else if (ws) ws.verifyClient(info, cb);
       else cb(false, 404, 'Not Found');
     },
   });
@@ -185,7 +192,11 @@ export function createApp(options: AppOptions): Sam3App {
   });
 
   app.use(requestContext(logger, metrics, config.replica));
+  const cors = corsMiddleware(config.corsOrigins);
+  if (cors) app.use(cors);
+  app.use(compression());
   app.use(errorResponses(deps.errorContext));
+  app.use(apiKeys.middleware());
   app.use(inflight.middleware(deps.phase, config.batching.retryAfterSeconds));
   for (const slice of slices) {
     for (const router of slice.routers) {

@@ -13,6 +13,8 @@ import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
 
 import type { ConceptConfig } from '../../index.js';
+import { apiKeysSchema } from './access.js';
+import { type CorsOrigins, corsOriginsSchema } from './cors.js';
 import { REPLICA_NAME } from './replica.js';
 
 /** The package root: src/server/core/ and dist/server/core/ are both three levels below it. */
@@ -50,6 +52,9 @@ function num(opts: { int?: boolean; min?: number; max?: number; positive?: boole
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const DEVICE = /^(cpu|cuda(:\d+)?)$/;
+
+/** Keys whose values a configuration error must not print. */
+const SECRET_KEYS = new Set(['API_KEYS']);
 
 /** Raw keys as strings, with defaults; transformed into typed values. */
 const envSchema = z.object({
@@ -110,6 +115,9 @@ const envSchema = z.object({
   SESSION_IDLE_TIMEOUT_SECONDS: num({ positive: true }).default(600),
   VIDEO_FRAME_CACHE_MB: num({ positive: true }).default(512),
   MAX_UPLOAD_MB: num({ positive: true }).default(500),
+  UPLOAD_TTL_SECONDS: num({ min: 0 }).default(86_400),
+  CORS_ORIGINS: corsOriginsSchema.optional(),
+  API_KEYS: apiKeysSchema.optional(),
   // Concept tracking: unset keys keep the bundle's Sam3VideoConfig value (manifest video.concept).
   VIDEO_DETECTION_THRESHOLD: num({ min: 0, max: 1 }).optional(),
   VIDEO_NEW_OBJECT_THRESHOLD: num({ min: 0, max: 1 }).optional(),
@@ -170,6 +178,10 @@ export interface ServerConfig {
    * holds at least minFreeBytes free, its free pages go back to the system (glibc malloc_trim).
    */
   heapTrim: { intervalMs: number; minFreeBytes: number };
+  /** CORS_ORIGINS: '*' or the origins browsers may call from (core/cors.ts); undefined: CORS off. */
+  corsOrigins: CorsOrigins | undefined;
+  /** API_KEYS: the keys a request must carry one of (core/access.ts); empty: no authentication. */
+  apiKeys: readonly string[];
   video: {
     /** Absolute folder that video_path values resolve inside and uploads are stored under. */
     mediaRoot: string;
@@ -178,6 +190,8 @@ export interface ServerConfig {
     /** Per session: decoded frames plus tracker features (split in video/sessions.ts). */
     frameCacheBytes: number;
     maxUploadBytes: number;
+    /** UPLOAD_TTL_SECONDS: an upload unused this long is deleted (video/uploads.ts); 0: kept for ever. */
+    uploadTtlMs: number;
     /** Concept-tracking settings set by the environment (Sam3VideoConfig names); the rest are the bundle's. */
     concept: Partial<ConceptConfig>;
   };
@@ -220,7 +234,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => {
       const key = String(i.path[0] ?? '(config)');
-      return `${key}=${JSON.stringify(picked[key] ?? '')}: ${i.message}`;
+      // Secrets are never echoed into a log.
+      const value = SECRET_KEYS.has(key) ? '(hidden)' : JSON.stringify(picked[key] ?? '');
+      return `${key}=${value}: ${i.message}`;
     });
     throw new ConfigError(`invalid configuration (environment or .env):\n  ${lines.join('\n  ')}`);
   }
@@ -265,12 +281,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     shutdownDelayMs: e.SHUTDOWN_DELAY_MS,
     heapTrim: { intervalMs: e.HEAP_TRIM_INTERVAL_MS, minFreeBytes: Math.floor(e.HEAP_TRIM_MIN_FREE_MB * 1024 * 1024) },
+    corsOrigins: e.CORS_ORIGINS,
+    apiKeys: e.API_KEYS ?? [],
     video: {
       mediaRoot: resolve(e.MEDIA_ROOT),
       maxSessions: e.MAX_SESSIONS,
       idleTimeoutMs: e.SESSION_IDLE_TIMEOUT_SECONDS * 1000,
       frameCacheBytes: Math.floor(e.VIDEO_FRAME_CACHE_MB * 1024 * 1024),
       maxUploadBytes: Math.floor(e.MAX_UPLOAD_MB * 1024 * 1024),
+      uploadTtlMs: e.UPLOAD_TTL_SECONDS * 1000,
       concept: Object.fromEntries(Object.entries(CONCEPT_KEYS).flatMap(([key, field]) => (e[key as keyof typeof CONCEPT_KEYS] === undefined ? [] : [[field, e[key as keyof typeof CONCEPT_KEYS]]]))),
     },
   };

@@ -44,6 +44,8 @@ export const ApiCode = {
   NoObjects: 'no_objects',
   UploadTooLarge: 'upload_too_large',
   UpgradeRequired: 'upgrade_required',
+  Unauthorized: 'unauthorized',
+  VideoInUse: 'video_in_use',
   WrongReplica: 'wrong_replica',
   InternalError: 'internal_error',
 } as const;

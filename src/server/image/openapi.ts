@@ -1,18 +1,40 @@
 /** The image API's paths in the OpenAPI document. */
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 
+import { ApiCode } from '../core/errors.js';
 import { errorResponses, json } from '../core/openapi.js';
 import type { InteractiveSchemas } from './interactive-schemas.js';
 import type { ImageSchemas } from './schemas.js';
 
+const IMAGE_ID = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
 const errors = errorResponses({
   400: 'Invalid input (bad JSON, base64, image bytes, prompts, boxes, threshold or unknown fields); the message says what to change',
-  404: 'Unknown image_id (never embedded, expired or evicted), or unknown mask_input handle (interactive)',
-  409: 'image_id used while ENABLE_FEATURE_CACHE=false',
-  413: 'Body over MAX_BODY_MB, or image over MAX_IMAGE_PIXELS',
+  404: {
+    description: 'Unknown image_id (never embedded, expired or evicted), or unknown mask_input handle (interactive)',
+    example: {
+      code: ApiCode.UnknownImageId,
+      message: `image_id ${IMAGE_ID} is not in the feature cache (never embedded here, expired after FEATURE_CACHE_TTL_SECONDS = 600, evicted when the cache was full, or lost when the server restarted); send the image again, or embed it with POST /api/v1/image/embed`,
+      details: { image_id: IMAGE_ID },
+    },
+  },
+  409: {
+    description: 'image_id used while ENABLE_FEATURE_CACHE=false',
+    example: { code: ApiCode.FeatureCacheDisabled, message: 'image_id needs the feature cache, and this server runs with ENABLE_FEATURE_CACHE=false; send the image itself', details: { image_id: IMAGE_ID } },
+  },
+  413: {
+    description: 'Body over MAX_BODY_MB, or image over MAX_IMAGE_PIXELS',
+    example: { code: ApiCode.ImageTooLarge, message: 'the image is 10000x8000 = 80000000 pixels, above the limit of 40000000; send a smaller image', details: { width: 10000, height: 8000, max_pixels: 40000000 } },
+  },
   415: 'Content-Type not accepted',
-  501: 'The model bundle has no interactive decoder (an image-only sam3 checkpoint, or a bundle exported before format 8)',
-  503: 'Model loading, shutting down, or the device queues are full (see Retry-After)',
+  501: {
+    description: 'The model bundle has no interactive decoder (an image-only sam3 checkpoint, or a bundle exported before format 8)',
+    example: { code: ApiCode.InteractiveUnsupported, message: 'the loaded model bundle has no interactive decoder; export a sam3_video checkpoint (bundle format 8)' },
+  },
+  503: {
+    description: 'Model loading, shutting down, or the device queues are full (see Retry-After)',
+    example: { code: ApiCode.QueueFull, message: "the server is at capacity (every device's queue of MAX_QUEUE_SIZE image jobs is full); retry after 1 s" },
+  },
 });
 
 export function registerImagePaths(registry: OpenAPIRegistry, schemas: ImageSchemas, interactive: InteractiveSchemas): void {
@@ -21,6 +43,7 @@ export function registerImagePaths(registry: OpenAPIRegistry, schemas: ImageSche
   registry.registerPath({
     method: 'post',
     path: '/api/v1/image/segment',
+    operationId: 'segmentImage',
     tags: ['image'],
     summary: 'Segment an image with text prompts, box exemplars or both',
     description:
@@ -36,6 +59,7 @@ export function registerImagePaths(registry: OpenAPIRegistry, schemas: ImageSche
   registry.registerPath({
     method: 'post',
     path: '/api/v1/image/cached-features',
+    operationId: 'segmentCachedFeatures',
     tags: ['image'],
     summary: 'Several text prompts on one image, encoded once, all prompts in one batched pass',
     request: {
@@ -49,6 +73,7 @@ export function registerImagePaths(registry: OpenAPIRegistry, schemas: ImageSche
   registry.registerPath({
     method: 'post',
     path: '/api/v1/image/embed',
+    operationId: 'embedImage',
     tags: ['image'],
     summary: 'Encode an image once and keep its features; prompt it later by image_id',
     request: { body: { required: true, content: { ...json(schemas.EmbedRequest), 'multipart/form-data': { schema: schemas.EmbedMultipart } } } },
@@ -57,6 +82,7 @@ export function registerImagePaths(registry: OpenAPIRegistry, schemas: ImageSche
   registry.registerPath({
     method: 'post',
     path: '/api/v1/image/interactive',
+    operationId: 'segmentInteractive',
     tags: ['image'],
     summary: 'Interactive segmentation: clicks and a box on one object (or several), refined call after call',
     description:
@@ -67,6 +93,7 @@ export function registerImagePaths(registry: OpenAPIRegistry, schemas: ImageSche
   registry.registerPath({
     method: 'post',
     path: '/api/v1/image/batch',
+    operationId: 'segmentBatch',
     tags: ['image'],
     summary: 'Several images with their prompts in one request; results in order',
     request: { body: { required: true, content: json(schemas.BatchRequest) } },

@@ -1,14 +1,13 @@
 /**
- * Image endpoints: segment, cached-features, embed, batch. Each validates its body with the zod
- * schema of image/schemas.ts, resolves the image (bytes or image_id), and runs every prompt of an image
- * on one encoding of the image (HEAD_BATCH_SIZE prompts per head pass).
+ * Image endpoints: segment, cached-features, embed (batch is image/batch.ts). Each validates its
+ * body with the zod schema of image/schemas.ts, resolves the image (bytes or image_id), and runs
+ * every prompt of an image on one encoding of the image (HEAD_BATCH_SIZE prompts per head pass).
  */
 import Router from '@koa/router';
 
 import { type BoxPrompt, ErrorCode, type Label, MAX_BOXES_PER_PROMPT, type MaskFormat, type Prompt, Sam3Error, type Segmentation, formatMasks } from '../../index.js';
 import type { AppContext, AppDeps, AppRouter, AppState } from '../core/context.js';
-import { ApiError, toApiError, validationError } from '../core/errors.js';
-import { ReplicaIds } from '../core/replica.js';
+import { validationError } from '../core/errors.js';
 import { type ImageRef, imageRef } from './image-input.js';
 import type { HeldFeatures, InferenceService } from './inference.js';
 import type { ImageSchemas, PromptInput } from './schemas.js';
@@ -47,7 +46,7 @@ async function detections(s: Segmentation, format: MaskFormat) {
 }
 
 /** The per-query results of one image concatenated, each mask tagged with its prompt's index, masks in `format`. */
-async function concatResults(results: Segmentation[], owners: number[], format: MaskFormat) {
+export async function concatResults(results: Segmentation[], owners: number[], format: MaskFormat) {
   const out = { masks: [] as Segmentation['masks'], boxes: [] as Segmentation['boxes'], scores: [] as number[], num_masks: 0, prompt_index: [] as number[] };
   results.forEach((r, q) => {
     out.masks.push(...r.masks);
@@ -59,11 +58,11 @@ async function concatResults(results: Segmentation[], owners: number[], format: 
   return { ...out, masks: await formatMasks(out.masks, format) };
 }
 
-function imageFacts(held: HeldFeatures) {
+export function imageFacts(held: HeldFeatures) {
   return { image_size: { width: held.features.width, height: held.features.height }, image_id: held.imageId, cache_hit: held.cacheHit };
 }
 
-const ms = (start: number) => Math.round((performance.now() - start) * 10) / 10;
+export const ms = (start: number) => Math.round((performance.now() - start) * 10) / 10;
 
 async function withFeatures<T>(service: InferenceService, ref: ImageRef, ctx: AppContext, fn: (held: HeldFeatures) => Promise<T>): Promise<T> {
   const held = await service.acquire(ref, ctx.state.log);
@@ -133,61 +132,5 @@ export function imageRoutes(deps: AppDeps, schemas: ImageSchemas, serviceOf: () 
     });
   });
 
-  router.post('/batch', async (ctx) => {
-    const { fields } = await body.read(ctx, false);
-    const req = parseOrThrow(schemas.BatchRequest, fields);
-    sameReplica(req.images.map((item) => item.image_id));
-    const items = req.images.map((item, i) => {
-      const where = `images[${i}]`;
-      return {
-        ref: imageRef(item.image, item.image_id, where),
-        ...buildQueries(item.prompts, `${where}.prompts`),
-        threshold: item.confidence_threshold ?? req.confidence_threshold ?? config.confidenceThreshold,
-      };
-    });
-    const service = serviceOf();
-    const start = performance.now();
-    // All images are submitted at once so new ones share batched encoder passes.
-    const acquired = await Promise.allSettled(items.map((item, i) => service.acquire(item.ref, ctx.state.log, `images[${i}].image_id`)));
-    const held = acquired.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
-    try {
-      const failed = acquired.findIndex((a) => a.status === 'rejected');
-      if (failed >= 0) throw atIndex((acquired[failed] as PromiseRejectedResult).reason, failed, deps);
-      const results = await Promise.allSettled(items.map((item, i) => service.segment(held[i]!, item.queries, item.threshold)));
-      const bad = results.findIndex((r) => r.status === 'rejected');
-      if (bad >= 0) throw atIndex((results[bad] as PromiseRejectedResult).reason, bad, deps);
-      ctx.body = {
-        results: await Promise.all(
-          results.map(async (r, i) => ({ ...(await concatResults((r as PromiseFulfilledResult<Segmentation[]>).value, items[i]!.owners, req.mask_format)), ...imageFacts(held[i]!) })),
-        ),
-        inference_time_ms: ms(start),
-      };
-    } finally {
-      for (const h of held) h.release();
-    }
-  });
-
   return router;
-}
-
-/** A batch's image_ids must be one replica's: a proxy can send the request to one replica only. */
-function sameReplica(imageIds: (string | undefined)[]): void {
-  const first = new Map<string, number>();
-  imageIds.forEach((id, i) => {
-    const owner = id === undefined ? undefined : ReplicaIds.owner(id);
-    if (owner !== undefined && !first.has(owner)) first.set(owner, i);
-  });
-  if (first.size > 1) {
-    const [[a, i], [b, j]] = [...first.entries()] as [[string, number], [string, number]];
-    throw validationError(`images[${i}].image_id belongs to replica '${a}' and images[${j}].image_id to replica '${b}'; one batch can name the image_ids of one replica only: split it, or send those images' bytes instead`, {
-      replicas: [...first.keys()],
-    });
-  }
-}
-
-/** A batch item's error, with the item's index in the message and details. */
-function atIndex(err: unknown, index: number, deps: AppDeps): unknown {
-  const api = toApiError(err, deps.errorContext());
-  if (api.status >= 500) return err; // logged as ours, with the original error
-  return new ApiError(api.status, api.code, `images[${index}]: ${api.message}`, { ...api.details, index }, api.headers);
 }

@@ -6,7 +6,7 @@
 import { z } from 'zod';
 
 import { MAX_PROMPT_CHARS } from '../../index.js';
-import { BoxOutSchema, ImageSizeSchema, MaskOutSchema, boxSchema, labelSchema, maskFormatSchema, promptTextSchema, thresholdSchema } from '../core/schemas.js';
+import { BoxOutSchema, ErrorResponseSchema, ImageSizeSchema, MaskOutSchema, boxSchema, labelSchema, maskFormatSchema, promptTextSchema, thresholdSchema } from '../core/schemas.js';
 
 export interface ImageSchemaLimits {
   maxPrompts: number;
@@ -54,8 +54,24 @@ const detections = {
   masks: z.array(MaskOutSchema),
   boxes: z.array(BoxOutSchema).meta({ description: 'Normalised [x, y, width, height] per mask' }),
   scores: z.array(z.number()).meta({ description: 'Confidence per mask, sorted descending within each prompt' }),
-  num_masks: z.number().int(),
+  num_masks: z.number().int().meta({ description: 'Number of masks (the length of masks, boxes and scores)' }),
 };
+
+const EXAMPLE_IMAGE_ID = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+/** One image's detections as the examples show them: two masks, found by prompts 0 and 1. */
+const exampleDetections = {
+  masks: [
+    { size: [480, 640], counts: 'PPa03o>2N1O1N2M3L4...' },
+    { size: [480, 640], counts: 'Xk`07S>4L3M2O1N101...' },
+  ],
+  boxes: [
+    [0.31, 0.4, 0.18, 0.29],
+    [0.62, 0.35, 0.2, 0.41],
+  ],
+  scores: [0.91, 0.78],
+  num_masks: 2,
+};
+const exampleSegment = { ...exampleDetections, prompt_index: [0, 1], image_size: { width: 640, height: 480 }, image_id: EXAMPLE_IMAGE_ID, cache_hit: false };
 
 export function makeImageSchemas(limits: ImageSchemaLimits) {
   const confidence = thresholdSchema('confidence_threshold').optional().meta({ description: `Keep detections scoring above this. Default ${limits.defaultThreshold} (IMAGE_MODEL_CONFIDENCE_THRESHOLD).`, example: 0.5 });
@@ -87,7 +103,7 @@ export function makeImageSchemas(limits: ImageSchemaLimits) {
       image_id: ImageIdSchema.nullable().meta({ description: 'Id to prompt this image again without resending it; null when the feature cache is off' }),
       cache_hit: z.boolean().meta({ description: 'The image features came from the feature cache' }),
     })
-    .meta({ id: 'SegmentResponse' });
+    .meta({ id: 'SegmentResponse', example: { ...exampleSegment, inference_time_ms: 412.3 } });
 
   const SegmentMultipart = z
     .object({
@@ -134,7 +150,19 @@ export function makeImageSchemas(limits: ImageSchemaLimits) {
       image_size: ImageSizeSchema,
       inference_time_ms: z.number(),
     })
-    .meta({ id: 'CachedFeaturesResponse' });
+    .meta({
+      id: 'CachedFeaturesResponse',
+      example: {
+        results: [
+          { prompt: 'person', ...exampleDetections },
+          { prompt: 'car', masks: [], boxes: [], scores: [], num_masks: 0 },
+        ],
+        cache_hit: true,
+        image_id: EXAMPLE_IMAGE_ID,
+        image_size: { width: 640, height: 480 },
+        inference_time_ms: 95.1,
+      },
+    });
 
   const EmbedRequest = z.strictObject({ image: ImageFieldSchema }).meta({ id: 'EmbedRequest' });
   const EmbedMultipart = z.object({ image: z.string().meta({ format: 'binary' }) }).meta({ id: 'EmbedMultipart' });
@@ -146,7 +174,7 @@ export function makeImageSchemas(limits: ImageSchemaLimits) {
       expires_in_seconds: z.number().meta({ description: 'FEATURE_CACHE_TTL_SECONDS; each use refreshes recency but not the expiry. Entries may be evicted sooner when the cache is full.' }),
       inference_time_ms: z.number(),
     })
-    .meta({ id: 'EmbedResponse' });
+    .meta({ id: 'EmbedResponse', example: { image_id: EXAMPLE_IMAGE_ID, image_size: { width: 640, height: 480 }, cache_hit: false, expires_in_seconds: 600, inference_time_ms: 388.6 } });
 
   const BatchItem = z
     .strictObject({
@@ -157,23 +185,57 @@ export function makeImageSchemas(limits: ImageSchemaLimits) {
     })
     .meta({ id: 'BatchItem', description: 'One image (exactly one of image and image_id) and its prompts, as in /api/v1/image/segment.' });
 
-  const BatchRequest = z
-    .strictObject({
-      images: z
-        .array(BatchItem, { error: 'images must be an array of {image | image_id, prompts, confidence_threshold?}' })
-        .min(1, { message: 'images is empty' })
-        .max(limits.maxBatchImages, { message: `more than ${limits.maxBatchImages} images (MAX_IMAGES_PER_BATCH); split the request` }),
-      confidence_threshold: confidence,
-      mask_format: maskFormatSchema(),
+  const images = (items: z.ZodType) =>
+    z
+      .array(items, { error: 'images must be an array of {image | image_id, prompts, confidence_threshold?}' })
+      .min(1, { message: 'images is empty' })
+      .max(limits.maxBatchImages, { message: `more than ${limits.maxBatchImages} images (MAX_IMAGES_PER_BATCH); split the request` });
+  const batchFields = { confidence_threshold: confidence, mask_format: maskFormatSchema() };
+
+  const BatchRequest = z.strictObject({ images: images(BatchItem), ...batchFields }).meta({
+    id: 'BatchRequest',
+    description:
+      'Several images with their prompts; new images are encoded together in batched encoder passes. Each image succeeds or fails on its own: a bad image (or bad prompts, or an unknown image_id) gives that item an error in results and the others their masks. The request as a whole fails (4xx) only when it is malformed itself: not JSON, an unknown top-level field, no images or too many, image_ids of several replicas.',
+  });
+  /** The request as validated first: its items are validated one by one (BatchItem), each failing alone. */
+  const BatchEnvelope = z.strictObject({ images: images(z.unknown()), ...batchFields });
+
+  const BatchItemResult = SegmentResponse.omit({ inference_time_ms: true }).meta({ id: 'BatchItemResult', description: "One image's masks, as /api/v1/image/segment answers them", example: exampleSegment });
+  const BatchItemError = z
+    .object({
+      http_status: z.number().int().meta({ description: 'The HTTP status this image alone would have been answered with (e.g. 400, 404, 413, 503)' }),
+      error: ErrorResponseSchema.shape.error,
     })
-    .meta({ id: 'BatchRequest', description: 'Several images with their prompts; new images are encoded together in batched encoder passes. All or nothing: a bad item fails the request with its index.' });
+    .meta({
+      id: 'BatchItemError',
+      description: "One image's failure: the error body of /api/v1/image/segment (the same code, message and details; request_id is the batch's) and its HTTP status. Items with a 503 may be retried.",
+    });
 
   const BatchResponse = z
     .object({
-      results: z.array(SegmentResponse.omit({ inference_time_ms: true })),
+      results: z.array(z.union([BatchItemResult, BatchItemError])).meta({ description: 'One entry per image, in order: its masks, or {http_status, error} when that image failed' }),
+      num_failed: z.number().int().meta({ description: 'How many entries of results are errors' }),
       inference_time_ms: z.number(),
     })
-    .meta({ id: 'BatchResponse' });
+    .meta({
+      id: 'BatchResponse',
+      example: {
+        results: [
+          exampleSegment,
+          {
+            http_status: 400,
+            error: {
+              code: 'invalid_image',
+              message: 'images[1]: the bytes are not a readable image: Input buffer contains unsupported image format; send a PNG, JPEG, WebP, GIF, TIFF or AVIF image',
+              details: { index: 1 },
+              request_id: '5f1c9d2e-8a3b-4c6d-9e0f-1a2b3c4d5e6f',
+            },
+          },
+        ],
+        num_failed: 1,
+        inference_time_ms: 530.2,
+      },
+    });
 
   return {
     SegmentRequest,
@@ -186,6 +248,8 @@ export function makeImageSchemas(limits: ImageSchemaLimits) {
     EmbedResponse,
     EmbedMultipart,
     BatchRequest,
+    BatchEnvelope,
+    BatchItem,
     BatchResponse,
   };
 }

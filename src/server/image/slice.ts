@@ -2,6 +2,7 @@
 import type { AppDeps, Slice } from '../core/context.js';
 import type { DeviceMetrics } from '../devices/metrics.js';
 import type { ModelPool } from '../devices/workers.js';
+import { batchRoutes } from './batch.js';
 import { InferenceService } from './inference.js';
 import { MaskInputStore, interactiveRoutes } from './interactive.js';
 import { makeInteractiveSchemas } from './interactive-schemas.js';
@@ -32,7 +33,7 @@ export function imageSlice(deps: AppDeps, metrics: DeviceMetrics): Slice {
     return store!;
   };
   return {
-    routers: [imageRoutes(deps, schemas, serviceOf), interactiveRoutes(deps, interactiveSchemas, serviceOf, storeOf)],
+    routers: [imageRoutes(deps, schemas, serviceOf), batchRoutes(deps, schemas, serviceOf), interactiveRoutes(deps, interactiveSchemas, serviceOf, storeOf)],
     openapi: (registry) => registerImagePaths(registry, schemas, interactiveSchemas),
     close: async () => store?.close(),
   };

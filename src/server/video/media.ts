@@ -124,5 +124,5 @@ export async function resolveVideoId(mediaRoot: string, videoId: string): Promis
       // not this extension
     }
   }
-  throw new Sam3Error(ErrorCode.MediaNotFound, `no uploaded video has the video_id ${id}`, { video_id: id });
+  throw new Sam3Error(ErrorCode.MediaNotFound, `no uploaded video has the video_id ${id} (never uploaded here, deleted, or expired after UPLOAD_TTL_SECONDS unused); GET /api/v1/video/uploads lists the uploads`, { video_id: id });
 }

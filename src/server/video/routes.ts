@@ -19,6 +19,7 @@ import { parseOrThrow } from '../core/validate.js';
 import { isPositive } from '../core/schemas.js';
 import type { PromptRequest, VideoSchemas } from './schemas.js';
 import { type ManagedSession, type SessionManager } from './sessions.js';
+import type { UploadStore } from './uploads.js';
 
 export function videoInfo(info: VideoInfo) {
   return {
@@ -95,7 +96,7 @@ export function statusBody(manager: SessionManager, s: ManagedSession) {
   };
 }
 
-export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: SessionManager): AppRouter {
+export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: SessionManager, uploads: UploadStore): AppRouter {
   const { config, body } = deps;
   const { video } = config;
   const router: AppRouter = new Router<AppState, AppContext>({ prefix: '/api/v1/video' });
@@ -159,17 +160,24 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
     const req = parseOrThrow(schemas.StartSessionRequest, fields);
     deps.pool(); // 503 while loading
     await ensureMediaRoot();
-    const file = req.video_path !== undefined ? await resolveMediaPath(video.mediaRoot, req.video_path) : await resolveVideoId(video.mediaRoot, deps.replica.local(req.video_id!, 'video_id'));
-    const s = await manager.open(
-      {
-        path: file,
-        ...(req.video_path !== undefined ? { videoPath: req.video_path } : { videoId: req.video_id! }),
-        ...(req.session_id !== undefined ? { sessionId: req.session_id } : {}),
-        ...(req.gpu_ids !== undefined ? { gpuIds: req.gpu_ids } : {}),
-      },
-      ctx.state.log,
-    );
-    ctx.body = { session_id: s.id, video_info: videoInfo(s.info), status: 'ready', device: s.device };
+    const upload = req.video_id !== undefined ? deps.replica.local(req.video_id, 'video_id').toLowerCase() : undefined;
+    // An upload being opened is kept from the retention sweep and DELETE (video/uploads.ts).
+    const unpin = upload !== undefined ? await uploads.pin(upload) : undefined;
+    try {
+      const file = upload !== undefined ? await resolveVideoId(video.mediaRoot, upload) : await resolveMediaPath(video.mediaRoot, req.video_path!);
+      const s = await manager.open(
+        {
+          path: file,
+          ...(upload !== undefined ? { videoId: deps.replica.mint(upload) } : { videoPath: req.video_path! }),
+          ...(req.session_id !== undefined ? { sessionId: req.session_id } : {}),
+          ...(req.gpu_ids !== undefined ? { gpuIds: req.gpu_ids } : {}),
+        },
+        ctx.state.log,
+      );
+      ctx.body = { session_id: s.id, video_info: videoInfo(s.info), status: 'ready', device: s.device };
+    } finally {
+      unpin?.();
+    }
   });
 
   router.post('/session/:session_id/prompt', async (ctx) => {
@@ -206,7 +214,8 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
     } finally {
       ctx.res.off('close', onClose);
     }
-    ctx.body = { session_id: s.id, results, total_frames: Object.keys(results).length, processing_time_ms: elapsed(start) };
+    // total_frames is the video's length everywhere (video_info, status, the WebSocket); frames_processed this run's frames.
+    ctx.body = { session_id: s.id, results, total_frames: s.info.totalFrames, frames_processed: Object.keys(results).length, processing_time_ms: elapsed(start) };
   });
 
   router.get('/session/:session_id/status', (ctx) => {

@@ -191,13 +191,14 @@ export function makeVideoSchemas(limits: VideoSchemaLimits) {
 
   const PropagateSocketRequest = z
     .strictObject({ type: z.literal('propagate').optional(), ...propagateFields })
-    .meta({ id: 'PropagateSocketRequest', description: 'Sent as a JSON text message on the WebSocket; {"type": "cancel"} stops a running propagation.', example: { direction: 'forward', start_frame_index: 0, max_frames: null } });
+    .meta({ id: 'PropagateSocketRequest', description: 'Sent as a JSON text message on the WebSocket; {"type": "cancel"} stops a running propagation (and is answered by {"type": "cancelled", "was_running"} also when none runs).', example: { direction: 'forward', start_frame_index: 0, max_frames: null } });
 
   const PropagateResponse = z
     .object({
       session_id: z.string(),
       results: z.record(z.string(), FrameResultSchema).meta({ description: 'Per frame index (as a string key), the tracked objects on that frame' }),
-      total_frames: z.number().int().meta({ description: 'Frames in results' }),
+      total_frames: z.number().int().meta({ description: "The video's frame count (as in video_info)" }),
+      frames_processed: z.number().int().meta({ description: 'Frames this propagation tracked: the entries of results' }),
       processing_time_ms: z.number(),
     })
     .meta({ id: 'PropagateResponse' });

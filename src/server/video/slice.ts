@@ -9,6 +9,8 @@ import { videoRoutes } from './routes.js';
 import { makeVideoSchemas } from './schemas.js';
 import { SessionManager } from './sessions.js';
 import { MAX_MESSAGE_BYTES, PropagationSockets, SOCKET_PATH } from './socket.js';
+import { uploadRoutes } from './upload-routes.js';
+import { UploadStore } from './uploads.js';
 
 export function videoSlice(deps: AppDeps, now?: () => number): Slice & { sessions: SessionManager } {
   const { config, logger } = deps;
@@ -22,9 +24,26 @@ export function videoSlice(deps: AppDeps, now?: () => number): Slice & { session
     ...(now ? { now } : {}),
   });
   const sockets = new PropagationSockets(deps, schemas, sessions, logger);
+  const uploads = new UploadStore({
+    mediaRoot: config.video.mediaRoot,
+    ttlMs: config.video.uploadTtlMs,
+    ids: deps.replica,
+    logger,
+    // Sessions record the canonical id of their upload (this replica's prefix, lower case).
+    sessionsByUpload: () => {
+      const open = new Map<string, string[]>();
+      for (const s of sessions.list()) {
+        if (s.source.videoId === null) continue;
+        const local = deps.replica.local(s.source.videoId, 'video_id');
+        open.set(local, [...(open.get(local) ?? []), s.id]);
+      }
+      return open;
+    },
+  });
+  uploads.start();
   return {
     sessions,
-    routers: [videoRoutes(deps, schemas, sessions)],
+    routers: [videoRoutes(deps, schemas, sessions, uploads), uploadRoutes(deps, uploads)],
     openapi: (registry) => registerVideoPaths(registry, schemas),
     websocket: {
       matches: (pathname) => SOCKET_PATH.test(pathname),
@@ -35,6 +54,9 @@ export function videoSlice(deps: AppDeps, now?: () => number): Slice & { session
     // WebSocket propagations are cancelled at once (their sockets would keep the server open).
     drain: () => sockets.shutdown(),
     // Sessions hold native memory on the engines.
-    close: () => sessions.closeAll(),
+    close: async () => {
+      await uploads.stop();
+      await sessions.closeAll();
+    },
   };
 }

@@ -1,8 +1,13 @@
 /**
  * WS /api/v1/video/ws/propagate/{session_id} (koa-websocket): the client sends the propagation
  * options as a JSON text message and receives {type: "frame", frame_index, objects} for each frame
- * as the tracker produces it, then {type: "complete", total_frames}. The socket stays open for
- * another run; {type: "cancel"} stops a running one (answered by {type: "cancelled"}).
+ * as the tracker produces it, then {type: "complete", total_frames, frames_processed,
+ * processing_time_ms}: total_frames is the video's length (as in video_info and the session's
+ * status), frames_processed the frames this run sent. The socket stays open for another run.
+ * {type: "cancel"} is always answered: a running propagation stops and answers {type: "cancelled",
+ * was_running: true, total_frames, frames_processed, processing_time_ms}; with nothing running the
+ * answer is {type: "cancelled", was_running: false} at once (a cancel that arrives as a run sends
+ * its last frame may get that run's "complete" first, then this).
  *
  * Errors are {type: "error", code, message, details} with the HTTP API's codes. Bad messages
  * (binary, not JSON, bad options, a second run while one is going) get an error and the socket
@@ -177,8 +182,9 @@ export class PropagationSockets {
     }
     const type = (message as { type?: unknown }).type;
     if (type === 'cancel') {
-      // Idempotent: a cancel racing the end of a run is not an error.
-      conn.run?.controller.abort(new Error('cancelled by the client'));
+      // Idempotent: a cancel racing the end of a run is not an error. A run answers it when it stops.
+      if (conn.run && !conn.run.controller.signal.aborted) conn.run.controller.abort(new Error('cancelled by the client'));
+      else await conn.send({ type: 'cancelled', was_running: false });
       return;
     }
     if (conn.run) {
@@ -209,11 +215,12 @@ export class PropagationSockets {
       requireObjects(s);
       const summary = await this.manager.propagate(s, propagateOptions(options), controller.signal, async (frame) => conn.send({ type: 'frame', ...(await frameBody(frame, options.mask_format)) }));
       const ms = Math.round((performance.now() - start) * 10) / 10;
+      const counts = { total_frames: s.info.totalFrames, frames_processed: summary.frames, processing_time_ms: ms };
       if (summary.cancelled) {
         conn.log.info({ session_id: s.id, frames: summary.frames, reason: String((controller.signal.reason as Error | undefined)?.message ?? '') }, 'propagation cancelled');
-        await conn.send({ type: 'cancelled', total_frames: summary.frames, processing_time_ms: ms });
+        await conn.send({ type: 'cancelled', was_running: true, ...counts });
       } else {
-        await conn.send({ type: 'complete', total_frames: summary.frames, processing_time_ms: ms });
+        await conn.send({ type: 'complete', ...counts });
       }
     } catch (err) {
       const api = toApiError(err, this.deps.errorContext());
