@@ -20,6 +20,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
+import { readNeeded, readRunpath } from '../scripts/lib/elf.mjs';
 import { serveEnv } from '../scripts/lib/serve-env.mjs';
 import { root, tempDir } from './helpers.js';
 
@@ -190,6 +191,15 @@ describe('sam3-server installed as a library into a fresh project', { skip, conc
     // No compile, no TypeScript, no demo export in a consumer's install.
     assert.ok(!existsSync(path.join(consumer, 'node_modules', 'sam3-server', 'build', 'Release')));
     assert.doesNotMatch(installLog, /cmake-js|tsc|export_sam3/);
+  });
+
+  it('the prebuilt addon names libtorch by soname only: a plain require fails, the loader preloads libtorch', () => {
+    const addon = path.join(consumer, 'node_modules', '@sam3-server', 'linux-x64-cpu', 'sam3.node');
+    assert.equal(readRunpath(addon), '$ORIGIN');
+    assert.deepEqual(readNeeded(addon).filter((n) => /torch|c10/.test(n)), ['libc10.so', 'libtorch_cpu.so', 'libtorch.so']);
+    const plain = spawnSync(process.execPath, ['-e', 'require(process.argv[1])', addon], { cwd: consumer, env: consumerEnv(), encoding: 'utf8' });
+    assert.notEqual(plain.status, 0);
+    assert.match(plain.stderr, /libc10\.so: cannot open shared object file/);
   });
 
   it('an .mjs imports the package and segments an image with the demo bundle', async () => {

@@ -13,6 +13,9 @@ const DT_NEEDED = 1n;
 const DT_STRTAB = 5n;
 const DT_RPATH = 15n;
 const DT_RUNPATH = 29n;
+const DT_SONAME = 14n;
+/** Dynamic entries whose value is an offset into the string table. */
+const STRING_TAGS = [DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH];
 const SHT_DYNSYM = 11;
 
 /**
@@ -102,7 +105,8 @@ export function setRunpath(file, runpath) {
     if (bytes.length > Buffer.byteLength(old)) throw new Error(`${file}: the new run path (${runpath}) is longer than the old one (${old})`);
     // The linker may share a string's tail with another name: refuse if anything points inside it.
     const inside = (/** @type {number} */ off) => off > entry.value && off <= entry.value + Buffer.byteLength(old);
-    if (entries.some((e) => e !== entry && inside(e.value) && e.tag !== DT_STRTAB) || dynsymNames(buf).some(inside)) {
+    const names = entries.filter((e) => e !== entry && STRING_TAGS.includes(e.tag)).map((e) => e.value);
+    if (names.some(inside) || dynsymNames(buf).some(inside)) {
       throw new Error(`${file}: another name shares the run path's bytes; use patchelf instead`);
     }
     buf.fill(0, at, at + Buffer.byteLength(old));
