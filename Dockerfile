@@ -68,6 +68,7 @@ RUN npm ci --no-audit --no-fund
 COPY CMakeLists.txt ./
 COPY native native
 COPY scripts/build-native.mjs scripts/
+COPY scripts/lib scripts/lib
 RUN LIBTORCH=/opt/torch/torch SAM3_BUILD_JOBS="$(nproc)" node scripts/build-native.mjs \
  && strip --strip-unneeded build/Release/sam3.node
 COPY tsconfig.json ./

@@ -1,12 +1,12 @@
 /**
  * The only module that loads the compiled addon. Everything else imports these types.
- * The addon is found at build/Release/sam3.node under the package root, or at $SAM3_ADDON_PATH.
+ * Which file it is ($SAM3_ADDON_PATH, build/Release/sam3.node, or the prebuilt package) and how a
+ * prebuilt one finds libtorch: src/addon-loader.ts.
  */
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
+import { loadAddon, locateAddon, packageRoot, prebuiltPackageName } from './addon-loader.js';
 import { ErrorCode, Sam3Error } from './errors.js';
 
 export interface NativeTimings {
@@ -292,20 +292,21 @@ export interface NativeAddon {
   trimNativeHeap(minFreeBytes: number): Promise<{ trimmed: boolean; freeBytes: number }>;
 }
 
-export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export { packageRoot };
 
 let cached: NativeAddon | undefined;
 
+/** The addon, loaded once (src/addon-loader.ts says which file and how). */
 export function addon(): NativeAddon {
   if (cached) return cached;
-  const file = process.env.SAM3_ADDON_PATH ?? path.join(packageRoot, 'build', 'Release', 'sam3.node');
-  if (!existsSync(file)) {
-    throw new Sam3Error(ErrorCode.Addon, `the native addon is not built (${file} is missing): run 'npm install' or 'npm run build:native'`);
+  const location = locateAddon();
+  if (!location) {
+    throw new Sam3Error(
+      ErrorCode.Addon,
+      `the native addon is not built (no $SAM3_ADDON_PATH, no ${path.join(packageRoot, 'build', 'Release', 'sam3.node')}, no ${prebuiltPackageName()} package): run 'npm install' ('npm rebuild sam3-server' where it is a dependency) or 'npm run build:native'`,
+    );
   }
-  try {
-    cached = createRequire(import.meta.url)(file) as NativeAddon;
-  } catch (err) {
-    throw new Sam3Error(ErrorCode.Addon, `cannot load the native addon ${file}: ${(err as Error).message}`, undefined, { cause: err });
-  }
+  if (!existsSync(location.path)) throw new Sam3Error(ErrorCode.Addon, `the native addon ${location.path} (from $SAM3_ADDON_PATH) does not exist`);
+  cached = loadAddon<NativeAddon>(location);
   return cached;
 }

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -77,6 +77,50 @@ describe('Dockerfiles', () => {
     assert.match(runtime, /^CMD \["node", "dist\/server\/main\.js"\]$/m);
     assert.doesNotMatch(runtime, /^ENTRYPOINT/m);
     assert.match(runtime, /^VOLUME \["\/data"\]$/m);
+  });
+});
+
+describe('Dockerfile build context', () => {
+  /** Files (repo-relative) the builder stage COPYs from the context, folders expanded. */
+  function copied(text: string): Set<string> {
+    const builder = text.slice(text.indexOf('AS builder'), text.indexOf('AS runtime'));
+    const out = new Set<string>();
+    const walk = (p: string): void => {
+      const abs = path.join(root, p);
+      if (!existsSync(abs)) return;
+      if (statSync(abs).isDirectory()) for (const f of readdirSync(abs)) walk(path.join(p, f));
+      else out.add(p);
+    };
+    for (const m of builder.matchAll(/^COPY (?!--from)(.+)$/gm)) {
+      const parts = m[1]!.trim().split(/\s+/);
+      for (const src of parts.slice(0, -1)) walk(src);
+    }
+    return out;
+  }
+
+  for (const file of ['Dockerfile', 'Dockerfile.cuda']) {
+    it(`${file}: every script it copies finds the modules it imports statically`, () => {
+      const files = copied(read(file));
+      assert.ok(files.has('scripts/build-native.mjs'), 'the addon build script is copied');
+      const missing: string[] = [];
+      for (const f of files) {
+        if (!f.endsWith('.mjs')) continue;
+        // Static imports load with the file; setup.mjs's dynamic ones run only without SAM3_SKIP_SETUP.
+        for (const m of read(f).matchAll(/^import [^;]*?from ['"](\.{1,2}\/[^'"]+)['"]/gm)) {
+          const dep = path.join(path.dirname(f), m[1]!);
+          if (!files.has(dep)) missing.push(`${f} imports ${dep}`);
+        }
+      }
+      assert.deepEqual(missing, []);
+    });
+  }
+
+  it('.dockerignore lets through every path the Dockerfiles copy', () => {
+    const allowed = read('.dockerignore')
+      .split('\n')
+      .filter((l) => l.startsWith('!'))
+      .map((l) => l.slice(1).replace(/\/$/, ''));
+    for (const f of copied(read('Dockerfile'))) assert.ok(allowed.some((a) => f === a || f.startsWith(`${a}/`)), `${f} is in .dockerignore's allowlist`);
   });
 });
 
