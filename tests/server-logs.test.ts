@@ -66,11 +66,19 @@ describe('log levels of the HTTP layer', () => {
   });
 
   it('client errors (400, 404, 503 queue_full) at warn, without a stack', async () => {
-    const image = b64(await pngImage(32, 32, 2));
+    // A burst of distinct images past MAX_QUEUE_SIZE (2): the ones that find the queue full get 503
+    // (a /batch answers those per item with 200 overall, so single requests it is).
+    const queueFull = async () => {
+      const images = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => pngImage(32, 32, 10 + i)));
+      const burst = await Promise.all(images.map((png) => postJson(srv.base, '/api/v1/image/segment', { image: b64(png), prompts: [text('a')] })));
+      const full = burst.find((x) => x.status === 503);
+      assert.ok(full, `a burst of 6 past MAX_QUEUE_SIZE=2 gets a 503: ${burst.map((x) => x.status).join(' ')}`);
+      return full;
+    };
     const cases = [
       { name: '400 validation', r: await postJson(srv.base, '/api/v1/image/segment', { prompts: [text('a')] }), status: 400 },
       { name: '404 route', r: await get(srv.base, '/no/such/route'), status: 404 },
-      { name: '503 queue_full', r: await postJson(srv.base, '/api/v1/image/batch', { images: [1, 2, 3].map(() => ({ image, prompts: [text('a')] })) }), status: 503 },
+      { name: '503 queue_full', r: await queueFull(), status: 503 },
     ];
     for (const { name, r, status } of cases) {
       assert.equal(r.status, status, `${name}: ${r.text}`);
