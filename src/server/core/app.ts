@@ -29,7 +29,9 @@ import { type ServerConfig, packageRoot } from './config.js';
 import type { AppContext, AppDeps, AppState, Phase, Slice } from './context.js';
 import { ReplicaIds } from './replica.js';
 import { shuttingDown } from './errors.js';
+import { guardConnections } from './connections.js';
 import { Metrics } from './metrics.js';
+import { methodNotAllowed } from './methods.js';
 import { InflightRequests, errorResponses, requestContext } from './middleware.js';
 import { resolveBundle } from './model-source.js';
 import { buildOpenApi } from './openapi.js';
@@ -100,7 +102,7 @@ export function createApp(options: AppOptions): Sam3App {
   const deps: AppDeps = {
     config,
     replica: new ReplicaIds(config.replica),
-    body: new BodyReader(config.limits.maxBodyBytes),
+    body: new BodyReader(config.limits.maxBodyBytes, config.limits.clientIdleTimeoutMs),
     metrics,
     logger,
     startedAt,
@@ -162,11 +164,9 @@ export function createApp(options: AppOptions): Sam3App {
   app.use(requestContext(logger, metrics, config.replica));
   app.use(errorResponses(deps.errorContext));
   app.use(inflight.middleware(deps.phase, config.batching.retryAfterSeconds));
+  app.use(methodNotAllowed());
   for (const slice of slices) {
-    for (const router of slice.routers) {
-      app.use(router.routes());
-      app.use(router.allowedMethods({ throw: true }));
-    }
+    for (const router of slice.routers) app.use(router.routes());
   }
 
   app.on('error', (err: Error) => logger.error({ err }, 'unhandled error in the HTTP layer'));
@@ -204,6 +204,7 @@ export function createApp(options: AppOptions): Sam3App {
   const listen = (port = config.port, host = config.host): Promise<Server> =>
     new Promise((resolve, reject) => {
       const s = app.listen(port, host);
+      guardConnections(s, logger, config.limits.clientIdleTimeoutMs);
       s.once('listening', () => {
         server = s;
         resolve(s);

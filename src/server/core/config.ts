@@ -102,6 +102,7 @@ const envSchema = z.object({
   MAX_PROMPTS_PER_REQUEST: num({ int: true, min: 1, max: 1024 }).default(32),
   MAX_IMAGES_PER_BATCH: num({ int: true, min: 1, max: 1024 }).default(16),
   SHUTDOWN_TIMEOUT_MS: num({ int: true, min: 0 }).default(30_000),
+  CLIENT_IDLE_TIMEOUT_MS: num({ int: true, min: 100 }).default(15_000),
   MEDIA_ROOT: z.string().trim().min(1).default('./media'),
   MAX_SESSIONS: num({ int: true, min: 1 }).default(8),
   SESSION_IDLE_TIMEOUT_SECONDS: num({ positive: true }).default(600),
@@ -155,7 +156,8 @@ export interface ServerConfig {
   headBatch: number | undefined;
   /** maxBatchSize undefined: each device's default (LoadOptions.encodeBatch: 8 on CUDA, 1 on a CPU). */
   batching: { maxBatchSize: number | undefined; batchWaitMs: number; maxQueue: number; retryAfterSeconds: number };
-  limits: { maxBodyBytes: number; maxImagePixels: number; maxPrompts: number; maxBatchImages: number };
+  /** clientIdleTimeoutMs: a client that sends nothing for this long while the server waits on it gets a 408 / is disconnected. */
+  limits: { maxBodyBytes: number; maxImagePixels: number; maxPrompts: number; maxBatchImages: number; clientIdleTimeoutMs: number };
   shutdownTimeoutMs: number;
   video: {
     /** Absolute folder that video_path values resolve inside and uploads are stored under. */
@@ -248,6 +250,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxImagePixels: e.MAX_IMAGE_PIXELS,
       maxPrompts: e.MAX_PROMPTS_PER_REQUEST,
       maxBatchImages: e.MAX_IMAGES_PER_BATCH,
+      clientIdleTimeoutMs: e.CLIENT_IDLE_TIMEOUT_MS,
     },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     video: {
