@@ -6,11 +6,11 @@ import type { InteractiveSchemas } from './interactive-schemas.js';
 import type { ImageSchemas } from './schemas.js';
 
 const errors = errorResponses({
-  400: 'Invalid input (bad JSON, base64, image bytes, prompts, boxes, threshold or unknown fields); the message says what to change',
+  400: 'Invalid input (bad JSON, JSON nested over 64 levels or with __proto__ keys, a body not matching its Content-Encoding, base64, image bytes, prompts, boxes, threshold or unknown fields); the message says what to change',
   404: 'Unknown image_id (never embedded, expired or evicted), or unknown mask_input handle (interactive)',
   409: 'image_id used while ENABLE_FEATURE_CACHE=false',
   413: 'Body over MAX_BODY_MB, or image over MAX_IMAGE_PIXELS',
-  415: 'Content-Type not accepted',
+  415: 'Content-Type, charset or Content-Encoding not accepted (JSON as UTF-8, as identity, gzip, deflate or br), or an image format that is not decoded (SVG, PDF: send PNG, JPEG, WebP, GIF, TIFF or AVIF)',
   501: 'The model bundle has no interactive decoder (an image-only sam3 checkpoint, or a bundle exported before format 8)',
   503: 'Model loading, shutting down, or the device queues are full (see Retry-After)',
 });
