@@ -184,6 +184,22 @@ describe('what the fuzzer found', () => {
     assert.equal((await get(srv.base, '/health')).status, 200);
   });
 
+  it('a refused WebSocket handshake (no such path, a bad key, a POST) gets a JSON error too', async () => {
+    const upgrade = (method: string, path: string, key = 'dGhlIHNhbXBsZSBub25jZQ==') =>
+      rawHttp(srv.base, `${method} ${path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`, 5000);
+    const nowhere = await upgrade('GET', '/api/v1/nowhere');
+    assert.match(nowhere.text, /^HTTP\/1\.1 404 /);
+    assert.match(nowhere.text, /content-type: application\/json/i);
+    assert.equal(rawBody(nowhere.text).error.code, 'not_found');
+    const badKey = await upgrade('GET', '/api/v1/video/ws/propagate/nope', 'short');
+    assert.match(badKey.text, /^HTTP\/1\.1 400 /);
+    assert.equal(rawBody(badKey.text).error.code, 'bad_request');
+    const post = await upgrade('POST', '/api/v1/video/ws/propagate/nope');
+    assert.match(post.text, /^HTTP\/1\.1 405 /);
+    assert.match(post.text, /allow: GET/i);
+    assert.equal(rawBody(post.text).error.code, 'method_not_allowed');
+  });
+
   it('a chunked body that never ends (chunk size ffffffffffffffff) and a bare CRLF get an answer within CLIENT_IDLE_TIMEOUT_MS', async () => {
     const stalled = await rawHttp(srv.base, 'POST /api/v1/image/embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n{}\r\n', 20_000);
     assert.ok(stalled.closed, `closed (${stalled.ms} ms)`);

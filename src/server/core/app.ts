@@ -14,6 +14,7 @@ import type { Server } from 'node:http';
 import path from 'node:path';
 
 import Koa from 'koa';
+import { Gauge } from 'prom-client';
 import websockify from 'koa-websocket';
 import { type Logger, pino } from 'pino';
 
@@ -28,8 +29,8 @@ import { BodyReader } from './body.js';
 import { type ServerConfig, packageRoot } from './config.js';
 import type { AppContext, AppDeps, AppState, Phase, Slice } from './context.js';
 import { ReplicaIds } from './replica.js';
-import { shuttingDown } from './errors.js';
-import { guardConnections } from './connections.js';
+import { ApiCode, shuttingDown } from './errors.js';
+import { guardConnections, guardUpgrades, refuseUpgrade } from './connections.js';
 import { Metrics } from './metrics.js';
 import { methodNotAllowed } from './methods.js';
 import { InflightRequests, errorResponses, requestContext } from './middleware.js';
@@ -90,6 +91,14 @@ export function createApp(options: AppOptions): Sam3App {
   // device has its own.
   const deviceMetrics = new DeviceMetrics(metrics.registry, { maxBatchSize: config.batching.maxBatchSize ?? 8 });
   const inflight = new InflightRequests();
+  new Gauge({
+    name: 'sam3_http_requests_in_flight',
+    help: 'HTTP requests being handled (the scrape that reads this included)',
+    registers: [metrics.registry],
+    collect: function () {
+      this.set(inflight.size);
+    },
+  });
   const startedAt = Date.now();
 
   let phase: Phase = 'loading';
@@ -152,7 +161,7 @@ export function createApp(options: AppOptions): Sam3App {
     verifyClient: (info, cb) => {
       const ws = socketOf(info.req.url);
       if (ws) ws.verifyClient(info, cb);
-      else cb(false, 404, 'Not Found');
+      else refuseUpgrade(cb, 404, ApiCode.NotFound, `no WebSocket endpoint at ${new URL(info.req.url ?? '/', 'http://localhost').pathname.slice(0, 200)}; see /docs`);
     },
   });
   app.proxy = false;
@@ -205,6 +214,7 @@ export function createApp(options: AppOptions): Sam3App {
     new Promise((resolve, reject) => {
       const s = app.listen(port, host);
       guardConnections(s, logger, config.limits.clientIdleTimeoutMs);
+      if (app.ws.server) guardUpgrades(app.ws.server, logger);
       s.once('listening', () => {
         server = s;
         resolve(s);

@@ -9,13 +9,16 @@
  *   between keep-alive requests is closed, and one whose body stalls (a chunk size of
  *   ffffffffffffffff, then nothing) is answered 408 by the body reader (core/body.ts) and closed
  *   here one period later if nothing did. A request the server is still working on (a long
- *   propagation) is never cut.
+ *   propagation) is never cut;
+ * - WebSocket upgrades refused (no such path, shutting down, a bad handshake) get the same JSON
+ *   error body instead of ws's text/html one.
  */
 import type { Server, ServerResponse } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 
 import type { Logger } from 'pino';
+import type { WebSocketServer } from 'ws';
 
 import { ApiCode } from './errors.js';
 import { requestId } from './request-id.js';
@@ -36,8 +39,34 @@ export function rawErrorResponse(status: number, code: string, message: string):
   return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 
-function answer(socket: Socket, status: number, code: string, message: string): void {
-  socket.end(rawErrorResponse(status, code, message));
+/** ws's verifyClient callback. */
+export type UpgradeCallback = (ok: boolean, status?: number, message?: string, headers?: Record<string, string>) => void;
+
+/** Refuses a WebSocket upgrade (in verifyClient) with the API's JSON error body. */
+export function refuseUpgrade(cb: UpgradeCallback, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+  const body = JSON.stringify({ error: { code, message, details: {}, request_id: requestId(undefined) } });
+  cb(false, status, body, { 'Content-Type': 'application/json; charset=utf-8', ...headers });
+}
+
+/** Handshakes ws itself refuses (a POST upgrade, a bad Sec-WebSocket-Key or version): JSON 400 / 405. */
+export function guardUpgrades(wss: WebSocketServer, logger: Logger): void {
+  wss.on('wsClientError', (err: Error, socket: Socket, req: { method?: string }) => {
+    logger.debug({ reason: err.message }, 'WebSocket handshake refused');
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    if (req.method !== 'GET') {
+      const body = rawErrorResponse(405, ApiCode.MethodNotAllowed, `a WebSocket handshake is a GET, not ${String(req.method).slice(0, 20)}`);
+      answer(socket, body.replace('\r\n\r\n', '\r\nAllow: GET\r\n\r\n'));
+      return;
+    }
+    answer(socket, rawErrorResponse(400, ApiCode.BadRequest, `WebSocket handshake refused: ${err.message}; connect with a WebSocket client (RFC 6455, version 13)`));
+  });
+}
+
+function answer(socket: Socket, response: string): void {
+  socket.end(response);
   // A client that does not read its answer must not keep the socket.
   setTimeout(() => socket.destroy(), 2000).unref();
 }
@@ -72,7 +101,7 @@ export function guardConnections(server: Server, logger: Logger, idleTimeoutMs: 
     }
     const r = refusal(err);
     logger.debug({ code: err.code, status: r.status, bytes: (err as { bytesParsed?: unknown }).bytesParsed }, 'malformed HTTP refused');
-    answer(socket, r.status, r.code, r.message);
+    answer(socket, rawErrorResponse(r.status, r.code, r.message));
   });
 
   server.on('timeout', (socket: TrackedSocket) => {
@@ -83,7 +112,7 @@ export function guardConnections(server: Server, logger: Logger, idleTimeoutMs: 
         return;
       }
       logger.debug({ bytes: socket.bytesRead }, 'request headers incomplete after CLIENT_IDLE_TIMEOUT_MS; answered 408');
-      answer(socket, 408, ApiCode.RequestTimeout, `the request headers were not complete after ${idleTimeoutMs / 1000} s without data; send the whole request without pausing`);
+      answer(socket, rawErrorResponse(408, ApiCode.RequestTimeout, `the request headers were not complete after ${idleTimeoutMs / 1000} s without data; send the whole request without pausing`));
       return;
     }
     const req = (res as ServerResponse & { req?: { complete?: boolean } }).req;
