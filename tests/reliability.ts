@@ -11,7 +11,7 @@
  *   gauges (sessions, queues, in-flight requests) come back to zero.
  *
  * tests/reliability.test.ts runs a short form in `npm run test:node`; `npm run test:soak` runs the
- * long form: SOAK_SEED, SOAK_FUZZ_MINUTES (10), SOAK_MINUTES (5), SOAK_CHURN_CYCLES (500),
+ * long form: SOAK_SEED, SOAK_FUZZ_MINUTES (10), SOAK_MINUTES (5), SOAK_CHURN_CYCLES (300),
  * SOAK_CONCURRENCY (8), SOAK_API_KEY (when the server needs one); it prints a JSON report and exits
  * 1 when any check failed.
  */
@@ -336,7 +336,7 @@ async function main(): Promise<void> {
   const seed = Number(env.SOAK_SEED ?? Date.now() % 1_000_000);
   const minutes = (key: string, fallback: number) => Number(env[key] ?? fallback) * 60_000;
   const concurrency = Number(env.SOAK_CONCURRENCY ?? 8);
-  const cycles = Number(env.SOAK_CHURN_CYCLES ?? 500);
+  const cycles = Number(env.SOAK_CHURN_CYCLES ?? 300);
   const apiKey = env.SOAK_API_KEY;
   const log = (msg: string) => process.stderr.write(`[soak ${new Date().toISOString()}] ${msg}\n`);
   log(`seed ${seed}; fuzz ${minutes('SOAK_FUZZ_MINUTES', 10) / 60_000} min, churn ${cycles} cycles, soak ${minutes('SOAK_MINUTES', 5) / 60_000} min at concurrency ${concurrency}`);

@@ -55,6 +55,8 @@ export async function makeFixtures(): Promise<Fixtures> {
   const onePixel = await sharp({ create: { width: 1, height: 1, channels: 3, background: '#080' } }).png().toBuffer();
   const png = images[0]!;
   const jpeg = images[1]!;
+  // A real decompression bomb: 42 megapixels of one colour in a few tens of KB.
+  const bomb = await sharp({ create: { width: 7000, height: 6000, channels: 3, background: '#123456' } }).png({ compressionLevel: 9 }).toBuffer();
   const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="4500" height="4500"><filter id="f"><feGaussianBlur stdDeviation="900"/></filter><rect width="4500" height="4500" filter="url(#f)"/></svg>');
   const bad = [
     { name: 'truncated-png', bytes: png.subarray(0, Math.floor(png.length / 2)) },
@@ -63,11 +65,14 @@ export async function makeFixtures(): Promise<Fixtures> {
     { name: 'lying-png-100000x100000', bytes: lyingPng(100_000, 100_000, onePixel) },
     { name: 'lying-png-65535x1', bytes: lyingPng(65_535, 1, onePixel) },
     { name: 'one-pixel', bytes: onePixel },
+    { name: `png-bomb-7000x6000-${Math.round(bomb.length / 1024)}KB`, bytes: bomb },
     { name: 'svg-blur', bytes: svg },
     { name: 'svgz-blur', bytes: zlib.gzipSync(svg) },
     { name: 'pdf', bytes: Buffer.from('%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF') },
     { name: 'text', bytes: Buffer.from('just some text, not a picture') },
     { name: 'zero-bytes', bytes: Buffer.alloc(0) },
+    { name: 'gif-truncated', bytes: images[3]!.subarray(0, Math.floor(images[3]!.length * 0.7)) },
+    { name: 'webp-truncated', bytes: images[2]!.subarray(0, Math.floor(images[2]!.length * 0.5)) },
     { name: 'random-bytes', bytes: Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 37 + 11) % 256)) },
     { name: 'video-as-image', bytes: video.subarray(0, 4096) },
     { name: 'jpeg-magic-then-junk', bytes: Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(200, 7)]) },
