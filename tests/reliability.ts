@@ -47,6 +47,9 @@ export async function startSuite(env: Record<string, string> = {}, apiKey?: stri
     CLIENT_IDLE_TIMEOUT_MS: String(IDLE_TIMEOUT_MS),
     MAX_SESSIONS: String(MAX_SESSIONS),
     FEATURE_CACHE_MAX_ENTRIES: '48',
+    // The TTL runs from insertion (a hit does not renew it): a valid client step that gets an
+    // image_id from a cache hit near its expiry would see it vanish before its next call.
+    FEATURE_CACHE_TTL_SECONDS: '86400',
     ENGINE_THREADS: '2',
     ...env,
   });
@@ -62,18 +65,23 @@ export async function startSuite(env: Record<string, string> = {}, apiKey?: stri
 }
 
 /** RSS less the feature cache (the cache grows to its bound by design and has its own gauge). */
+const mib = (bytes: number) => Math.round((bytes / MiB) * 10) / 10;
+
 const rssLessCache = (g: Gauges) => g.rssBytes - (Number.isFinite(g.featureCacheBytes) ? g.featureCacheBytes : 0);
 
 export interface Watch {
   healthMaxMs: number;
   eventLoopLagMaxMs: number;
   rssMaxBytes: number;
+  /** RSS less the feature cache, MiB, every 30 s. */
+  series: number[];
   stop(): Promise<void>;
 }
 
 /** Samples /health latency and the server's event-loop lag every second while traffic runs. */
 function watch(suite: Suite): Watch {
-  const w: Watch = { healthMaxMs: 0, eventLoopLagMaxMs: 0, rssMaxBytes: 0, stop: async () => undefined };
+  const w: Watch = { healthMaxMs: 0, eventLoopLagMaxMs: 0, rssMaxBytes: 0, series: [], stop: async () => undefined };
+  let lastSample = 0;
   let running = true;
   const headers: Record<string, string> = suite.apiKey ? { authorization: `Bearer ${suite.apiKey}` } : {};
   const loop = (async () => {
@@ -85,6 +93,10 @@ function watch(suite: Suite): Watch {
       if (g) {
         w.eventLoopLagMaxMs = Math.max(w.eventLoopLagMaxMs, g.eventLoopLagMaxSeconds * 1000);
         w.rssMaxBytes = Math.max(w.rssMaxBytes, g.rssBytes);
+        if (Date.now() - lastSample >= 30_000) {
+          lastSample = Date.now();
+          w.series.push(mib(rssLessCache(g)));
+        }
       }
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
@@ -120,8 +132,6 @@ export interface FuzzReport {
   logLevels: Record<number, number>;
   severeLogs: Record<string, unknown>[];
 }
-
-const mib = (bytes: number) => Math.round((bytes / MiB) * 10) / 10;
 
 async function keepHostileSessions(client: Client, fx: Fixtures, sessions: string[], want: number): Promise<void> {
   const listed = await client.send({ name: 'setup:sessions', method: 'GET', path: '/api/v1/video/sessions' }, true);
@@ -288,6 +298,8 @@ export interface SoakReport {
   growthMiB: number;
   featureCacheEndMiB: number;
   gaugesAfter: Gauges;
+  /** RSS less the feature cache during the soak, MiB, every 30 s. */
+  seriesMiB: number[];
   failures: Failure[];
 }
 
@@ -322,6 +334,7 @@ export async function runSoak(suite: Suite, options: { seed: number; durationMs:
     growthMiB: mib(rssLessCache(after) - rssLessCache(before)),
     featureCacheEndMiB: mib(after.featureCacheBytes),
     gaugesAfter: after,
+    seriesMiB: watcher.series,
     failures: tally.failures,
   };
 }
@@ -346,13 +359,13 @@ async function main(): Promise<void> {
   try {
     const fuzz = await runFuzz(suite, { seed, durationMs: minutes('SOAK_FUZZ_MINUTES', 10), concurrency });
     report.fuzz = fuzz;
-    log(`fuzz: ${fuzz.requests} requests, ${JSON.stringify(fuzz.classes)}, ${fuzz.failures.length} failures`);
+    log(`fuzz: ${fuzz.requests} requests, ${JSON.stringify(fuzz.classes)}, ${fuzz.failures.length} failures ${JSON.stringify(fuzz.failures)}`);
     const churn = await runChurn(suite, { seed, sessionCycles: cycles, imageCycles: cycles, warmup: 20 });
     report.churn = churn;
-    log(`churn: RSS less cache ${churn.baselineMiB} -> ${churn.endMiB} MiB, ${churn.failures.length} failures`);
+    log(`churn: RSS less cache ${churn.baselineMiB} -> ${churn.endMiB} MiB, ${churn.failures.length} failures ${JSON.stringify(churn.failures)}`);
     const soak = await runSoak(suite, { seed, durationMs: minutes('SOAK_MINUTES', 5), concurrency });
     report.soak = soak;
-    log(`soak: ${soak.requests} requests, RSS less cache ${soak.startMiB} -> ${soak.endMiB} MiB, ${soak.failures.length} failures`);
+    log(`soak: ${soak.requests} requests, RSS less cache ${soak.startMiB} -> ${soak.endMiB} MiB (every 30 s: ${soak.seriesMiB.join(', ')}), ${soak.failures.length} failures ${JSON.stringify(soak.failures)}`);
     report.rssFinalMiB = mib((await readGauges(suite.server.base, apiKey ? { authorization: `Bearer ${apiKey}` } : {})).rssBytes);
     const bound = (base: number) => Math.max(64, base * 0.1);
     ok =
