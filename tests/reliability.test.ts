@@ -38,7 +38,7 @@ describe(`reliability (seed ${SEED})`, () => {
 
   it('churn: video sessions and image cache entries come and go; RSS less the feature cache stays bounded, 429 at MAX_SESSIONS', async (t) => {
     const r = await runChurn(suite, { seed: SEED, sessionCycles: 16, imageCycles: 24, warmup: 6 });
-    t.diagnostic(`RSS less feature cache ${r.baselineMiB} -> ${r.endMiB} MiB (growth ${r.growthMiB}, bound ${bound(r.baselineMiB)}); feature cache ${r.featureCacheEndMiB} MiB`);
+    t.diagnostic(`${r.requests} requests in ${r.seconds} s; RSS less feature cache ${r.baselineMiB} -> ${r.endMiB} MiB (growth ${r.growthMiB}, bound ${bound(r.baselineMiB)}); feature cache ${r.featureCacheEndMiB} MiB`);
     assert.deepEqual(r.failures, []);
     assert.equal(r.tooManySessions, 429);
     assert.ok(atBaseline(r.gaugesAfter), JSON.stringify(r.gaugesAfter));

@@ -223,6 +223,8 @@ export async function runFuzz(suite: Suite, options: { seed: number; durationMs:
 }
 
 export interface ChurnReport {
+  seconds: number;
+  requests: number;
   sessionCycles: number;
   imageCycles: number;
   tooManySessions: number | undefined;
@@ -242,6 +244,7 @@ export async function runChurn(suite: Suite, options: { seed: number; sessionCyc
   const rng = new Rng(options.seed);
   const world: World = { client, fx, rng };
   const warmup = options.warmup ?? 10;
+  const start = Date.now();
   let baseline: Gauges | undefined;
   const imageCycle = async (i: number) => {
     // A new image each time: the cache takes it in and evicts old ones at FEATURE_CACHE_MAX_ENTRIES.
@@ -274,6 +277,8 @@ export async function runChurn(suite: Suite, options: { seed: number; sessionCyc
   const base = baseline ?? after;
   if (server.exited) tally.fail({ kind: 'server_error', name: 'crash', detail: `the server exited ${JSON.stringify(server.exited)}` });
   return {
+    seconds: Math.round((Date.now() - start) / 1000),
+    requests: tally.requests,
     sessionCycles: options.sessionCycles,
     imageCycles: options.imageCycles,
     tooManySessions: tooMany,
@@ -362,7 +367,7 @@ async function main(): Promise<void> {
     log(`fuzz: ${fuzz.requests} requests, ${JSON.stringify(fuzz.classes)}, ${fuzz.failures.length} failures ${JSON.stringify(fuzz.failures)}`);
     const churn = await runChurn(suite, { seed, sessionCycles: cycles, imageCycles: cycles, warmup: 20 });
     report.churn = churn;
-    log(`churn: RSS less cache ${churn.baselineMiB} -> ${churn.endMiB} MiB, ${churn.failures.length} failures ${JSON.stringify(churn.failures)}`);
+    log(`churn: ${churn.requests} requests in ${churn.seconds} s, RSS less cache ${churn.baselineMiB} -> ${churn.endMiB} MiB, ${churn.failures.length} failures ${JSON.stringify(churn.failures)}`);
     const soak = await runSoak(suite, { seed, durationMs: minutes('SOAK_MINUTES', 5), concurrency });
     report.soak = soak;
     log(`soak: ${soak.requests} requests, RSS less cache ${soak.startMiB} -> ${soak.endMiB} MiB (every 30 s: ${soak.seriesMiB.join(', ')}), ${soak.failures.length} failures ${JSON.stringify(soak.failures)}`);
