@@ -145,7 +145,20 @@ async function keepHostileSessions(client: Client, fx: Fixtures, sessions: strin
   }
 }
 
-export async function runFuzz(suite: Suite, options: { seed: number; durationMs: number; concurrency: number; validRatio?: number }): Promise<FuzzReport> {
+export interface FuzzOptions {
+  seed: number;
+  /** Run at least this long... */
+  durationMs: number;
+  /** ...and until this many requests were sent (a loaded machine sends fewer per second)... */
+  minRequests?: number;
+  /** ...but never longer than this. */
+  maxMs?: number;
+  concurrency: number;
+  /** Share of iterations that are valid client steps (default 0.12). */
+  validRatio?: number;
+}
+
+export async function runFuzz(suite: Suite, options: FuzzOptions): Promise<FuzzReport> {
   const { server, fx } = suite;
   const tally = new Tally();
   const client = new Client(server.base, tally, suite.apiKey);
@@ -158,6 +171,8 @@ export async function runFuzz(suite: Suite, options: { seed: number; durationMs:
   const watcher = watch(suite);
   const start = Date.now();
   const end = start + options.durationMs;
+  const hardEnd = start + Math.max(options.maxMs ?? options.durationMs, options.durationMs);
+  const more = () => !server.exited && Date.now() < hardEnd && (Date.now() < end || tally.requests < (options.minRequests ?? 0));
   const validNames = Object.keys(VALID_STEPS);
   const hostileNames = Object.keys(HOSTILE_CASES);
   let keeper = Date.now();
@@ -165,7 +180,7 @@ export async function runFuzz(suite: Suite, options: { seed: number; durationMs:
     const rng = new Rng(options.seed * 1009 + index);
     const world: World = { client, fx, rng };
     const ctx: HostileContext = { rng, fx, doc, ops, sessions };
-    while (Date.now() < end && !server.exited) {
+    while (more()) {
       const r = rng.next();
       if (r < validRatio) {
         await VALID_STEPS[rng.pick(validNames)]!(world);
