@@ -7,6 +7,8 @@ export const ErrorCode = {
   InvalidArgument: 'ERR_SAM3_INVALID_ARGUMENT',
   InvalidImage: 'ERR_SAM3_INVALID_IMAGE',
   ImageTooLarge: 'ERR_SAM3_IMAGE_TOO_LARGE',
+  /** An image format refused before decoding: vector and document formats (SVG, PDF) whose rendering cost is unbounded. */
+  UnsupportedImageFormat: 'ERR_SAM3_UNSUPPORTED_IMAGE_FORMAT',
   Disposed: 'ERR_SAM3_DISPOSED',
   Bundle: 'ERR_SAM3_BUNDLE',
   ModelLoad: 'ERR_SAM3_MODEL_LOAD',
@@ -71,6 +73,7 @@ export const USER_ERROR_CODES: ReadonlySet<string> = new Set([
   ErrorCode.InvalidArgument,
   ErrorCode.InvalidImage,
   ErrorCode.ImageTooLarge,
+  ErrorCode.UnsupportedImageFormat,
   ErrorCode.Disposed,
   ErrorCode.BadVideo,
   ErrorCode.VideoDecode,

@@ -6,6 +6,7 @@
 import sharp, { type Metadata } from 'sharp';
 
 import { ErrorCode, Sam3Error, invalid } from './errors.js';
+import { RASTER_FORMAT_NAMES, RASTER_FORMATS, type RasterFormat, sniffImageFormat } from './image-format.js';
 
 export interface DecodedImage {
   data: Buffer;
@@ -30,12 +31,19 @@ export async function decodeImage(input: Uint8Array, options: DecodeOptions = {}
     throw new Sam3Error(ErrorCode.InvalidImage, 'the image must be a Buffer or Uint8Array of encoded image bytes');
   }
   if (input.byteLength === 0) throw new Sam3Error(ErrorCode.InvalidImage, 'the image is empty (0 bytes)');
+  // The format is told from the bytes before sharp sees them: vector formats are refused unread.
+  const sniffed = sniffImageFormat(input);
+  if (sniffed.kind === 'refused') throw unsupportedFormat(sniffed.format, sniffed.name);
+  if (sniffed.kind === 'unknown') {
+    throw new Sam3Error(ErrorCode.InvalidImage, "the bytes are not a readable image (they start with no known image signature)");
+  }
   let meta: Metadata;
   try {
     meta = await sharp(input, { limitInputPixels: false }).metadata();
   } catch (err) {
     throw new Sam3Error(ErrorCode.InvalidImage, `the bytes are not a readable image: ${(err as Error).message}`, undefined, { cause: err });
   }
+  if (!RASTER_FORMATS.includes(meta.format as RasterFormat)) throw unsupportedFormat(String(meta.format), String(meta.format).toUpperCase());
   const width = meta.width ?? 0;
   const height = meta.height ?? 0;
   if (width * height > maxPixels) {
@@ -59,6 +67,14 @@ export async function decodeImage(input: Uint8Array, options: DecodeOptions = {}
     if (err instanceof Sam3Error) throw err;
     throw new Sam3Error(ErrorCode.InvalidImage, `the image could not be decoded: ${(err as Error).message}`, undefined, { cause: err });
   }
+}
+
+function unsupportedFormat(format: string, name: string): Sam3Error {
+  return new Sam3Error(
+    ErrorCode.UnsupportedImageFormat,
+    `the image is ${name}, a format whose rendering cost cannot be bounded, so it is not decoded; send a ${RASTER_FORMAT_NAMES} image (rasterise it first)`,
+    { format, supported: [...RASTER_FORMATS] },
+  );
 }
 
 /** Raw RGB pixels (3 bytes per pixel, row-major), for callers that decoded the image already. */

@@ -15,6 +15,7 @@ import type { Server } from 'node:http';
 import path from 'node:path';
 
 import Koa from 'koa';
+import { Gauge } from 'prom-client';
 import websockify from 'koa-websocket';
 import { type Logger, pino } from 'pino';
 
@@ -32,8 +33,10 @@ import { type ServerConfig, packageRoot } from './config.js';
 import type { AppContext, AppDeps, AppState, Phase, Slice } from './context.js';
 import { corsMiddleware } from './cors.js';
 import { ReplicaIds } from './replica.js';
-import { shuttingDown } from './errors.js';
+import { ApiCode, shuttingDown } from './errors.js';
+import { guardConnections, guardUpgrades, refuseUpgrade } from './connections.js';
 import { Metrics } from './metrics.js';
+import { methodNotAllowed } from './methods.js';
 import { InflightRequests, errorResponses, requestContext } from './middleware.js';
 import { resolveBundle } from './model-source.js';
 import { logNativeWarnings } from './native-log.js';
@@ -101,6 +104,14 @@ export function createApp(options: AppOptions): Sam3App {
   const deviceMetrics = new DeviceMetrics(metrics.registry, { maxBatchSize: config.batching.maxBatchSize ?? 8 });
   const inflight = new InflightRequests();
   const apiKeys = new ApiKeys(config.apiKeys);
+  new Gauge({
+    name: 'sam3_http_requests_in_flight',
+    help: 'HTTP requests being handled (the scrape that reads this included)',
+    registers: [metrics.registry],
+    collect: function () {
+      this.set(inflight.size);
+    },
+  });
   const startedAt = Date.now();
 
   let phase: Phase = 'loading';
@@ -116,7 +127,7 @@ export function createApp(options: AppOptions): Sam3App {
   const deps: AppDeps = {
     config,
     replica: new ReplicaIds(config.replica),
-    body: new BodyReader(config.limits.maxBodyBytes),
+    body: new BodyReader(config.limits.maxBodyBytes, config.limits.clientIdleTimeoutMs),
     metrics,
     logger,
     startedAt,
@@ -182,7 +193,7 @@ export function createApp(options: AppOptions): Sam3App {
       const refused = ws && apiKeys.upgradeRefusal(info.req);
       if (refused) cb(false, refused.status, refused.body, refused.headers);
       else if (ws) ws.verifyClient(info, cb);
-      else cb(false, 404, 'Not Found');
+      else refuseUpgrade(cb, 404, ApiCode.NotFound, `no WebSocket endpoint at ${new URL(info.req.url ?? '/', 'http://localhost').pathname.slice(0, 200)}; see /docs`);
     },
   });
   app.proxy = false;
@@ -198,11 +209,9 @@ export function createApp(options: AppOptions): Sam3App {
   app.use(errorResponses(deps.errorContext));
   app.use(apiKeys.middleware());
   app.use(inflight.middleware(deps.phase, config.batching.retryAfterSeconds));
+  app.use(methodNotAllowed());
   for (const slice of slices) {
-    for (const router of slice.routers) {
-      app.use(router.routes());
-      app.use(router.allowedMethods({ throw: true }));
-    }
+    for (const router of slice.routers) app.use(router.routes());
   }
 
   app.on('error', (err: Error) => logger.error({ err }, 'unhandled error in the HTTP layer'));
@@ -252,6 +261,8 @@ export function createApp(options: AppOptions): Sam3App {
       // ws re-emits the HTTP server's errors (EADDRINUSE, ...) on its own server, where nobody
       // listens: an uncaught exception. The HTTP server's own listener below reports them.
       app.ws.server?.on('error', () => undefined);
+      guardConnections(s, logger, config.limits.clientIdleTimeoutMs);
+      if (app.ws.server) guardUpgrades(app.ws.server, logger);
       s.once('listening', () => {
         server = s;
         resolve(s);

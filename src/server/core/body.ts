@@ -1,14 +1,26 @@
 /**
- * Request bodies: JSON (with a size limit) or, where a route allows it, a multipart form with the
- * raw image file in a part named `image`. Anything else is a 415. Multipart text fields are turned
- * into the JSON shape (JSON-valued fields parsed, numbers converted) and then validated by the same
- * zod schema as a JSON body, so both forms follow one set of rules.
+ * Request bodies: JSON or, where a route allows it, a multipart form with the raw image file in a
+ * part named `image`. Anything else is a 415. Multipart text fields are turned into the JSON shape
+ * (JSON-valued fields parsed, numbers converted) and then validated by the same zod schema as a
+ * JSON body, so both forms follow one set of rules.
+ *
+ * JSON bodies are read here, not by a generic body parser, so every bound is explicit: the size
+ * (per route: MAX_BODY_MB where an image may come inline, 1 MB elsewhere) is checked on the
+ * declared length and on the bytes as they arrive, after inflating any Content-Encoding
+ * (content-encoding.ts; a decompression bomb stops at the limit); a client that stops sending
+ * for CLIENT_IDLE_TIMEOUT_MS gets a 408; the text is parsed by json.ts (depth, value count,
+ * prototype keys). An error before the body was read whole closes the connection after the answer.
  */
-import { bodyParser } from '@koa/bodyparser';
+import type { IncomingMessage } from 'node:http';
+import { PassThrough, type Transform } from 'node:stream';
+
 import multer from '@koa/multer';
 import type { Context } from 'koa';
+import getRawBody from 'raw-body';
 
+import { type BodyEncoding, decodeError, decoder, requestEncoding } from './content-encoding.js';
 import { ApiCode, ApiError, validationError } from './errors.js';
+import { parseClientJson } from './json.js';
 
 export interface ParsedBody {
   fields: unknown;
@@ -25,37 +37,106 @@ export interface MultipartFieldSpec {
   list?: string[];
 }
 
+export interface ReadOptions {
+  /** This route's body limit (never above MAX_BODY_MB); default MAX_BODY_MB. */
+  maxBytes?: number;
+}
+
+/** The body limit of routes that take no inline image (video sessions, prompts, propagation). */
+export const SMALL_BODY_BYTES = 1024 * 1024;
+
+const UTF8 = /^utf-?8$/i;
+
+function megabytes(bytes: number): number {
+  return +(bytes / 1024 / 1024).toFixed(2);
+}
+
 export class BodyReader {
-  private readonly json: ReturnType<typeof bodyParser>;
   private readonly upload: ReturnType<ReturnType<typeof multer>['single']>;
 
-  constructor(private readonly maxBodyBytes: number) {
-    this.json = bodyParser({ enableTypes: ['json'], jsonLimit: maxBodyBytes, encoding: 'utf-8', jsonStrict: true });
+  constructor(
+    private readonly maxBodyBytes: number,
+    /** A client that sends nothing for this long while its body is read gets a 408. */
+    private readonly idleTimeoutMs = 15_000,
+  ) {
     this.upload = multer({
       storage: multer.memoryStorage(),
       limits: { fileSize: maxBodyBytes, files: 1, fields: 16, fieldSize: 1024 * 1024, parts: 24 },
     }).single('image');
   }
 
-  async read(ctx: Context, multipart: MultipartFieldSpec | false): Promise<ParsedBody> {
+  async read(ctx: Context, multipart: MultipartFieldSpec | false, options: ReadOptions = {}): Promise<ParsedBody> {
+    const limit = Math.min(options.maxBytes ?? this.maxBodyBytes, this.maxBodyBytes);
     const declared = Number(ctx.get('content-length'));
-    if (Number.isFinite(declared) && declared > this.maxBodyBytes + (multipart ? 64 * 1024 : 0)) {
-      const mb = +(this.maxBodyBytes / 1024 / 1024).toFixed(2);
-      throw new ApiError(413, ApiCode.BodyTooLarge, `the request body is ${declared} bytes, larger than MAX_BODY_MB = ${mb} MB; send a smaller image`, { max_body_bytes: this.maxBodyBytes });
+    if (Number.isFinite(declared) && declared > limit + (multipart ? 64 * 1024 : 0)) {
+      ctx.set('Connection', 'close');
+      throw this.tooLarge(limit, declared);
     }
     if (ctx.is('application/json', '+json')) {
-      await this.json(ctx, async () => {});
-      return { fields: ctx.request.body, file: undefined };
+      const encoding = requestEncoding(ctx.get('content-encoding'));
+      const charset = ctx.request.charset;
+      if (charset && !UTF8.test(charset)) {
+        throw new ApiError(415, ApiCode.UnsupportedMediaType, `charset ${charset} is not accepted; send JSON as UTF-8 (Content-Type: application/json)`, { charset });
+      }
+      let bytes = await this.readBytes(ctx, encoding, limit);
+      if (bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) bytes = bytes.subarray(3);
+      return { fields: bytes.length === 0 ? {} : parseClientJson(bytes, 'the request body'), file: undefined };
     }
     if (multipart && ctx.is('multipart/form-data')) {
+      requestEncoding(ctx.get('content-encoding'), ['identity']);
       await this.upload(ctx, async () => {});
-      const raw = (ctx.request.body ?? {}) as Record<string, string | string[]>;
+      const raw = ((ctx.request as { body?: unknown }).body ?? {}) as Record<string, string | string[]>;
       const file = ctx.request.file?.buffer ?? ctx.file?.buffer;
       return { fields: convertFields(raw, multipart), file };
     }
     const got = ctx.get('content-type') || 'none';
     const accepted = multipart ? "'application/json' or 'multipart/form-data' (the file in a part named 'image')" : "'application/json'";
     throw new ApiError(415, ApiCode.UnsupportedMediaType, `Content-Type ${got} is not accepted here; send ${accepted}`, { content_type: got });
+  }
+
+  private tooLarge(limit: number, declared?: number): ApiError {
+    const size = declared !== undefined ? `is ${declared} bytes, ` : 'is ';
+    const which = limit === this.maxBodyBytes ? `MAX_BODY_MB = ${megabytes(limit)} MB; send a smaller image` : `${megabytes(limit)} MB, the limit of this endpoint (it takes no image)`;
+    return new ApiError(413, ApiCode.BodyTooLarge, `the request body ${size}larger than ${which}`, { max_body_bytes: limit });
+  }
+
+  /** The body's bytes, inflated, at most `limit` of them. */
+  private async readBytes(ctx: Context, encoding: BodyEncoding, limit: number): Promise<Buffer> {
+    const req: IncomingMessage = ctx.req;
+    const inflate: Transform | undefined = decoder(encoding);
+    const source = inflate ?? new PassThrough();
+    let corrupt: unknown;
+    inflate?.once('error', (err) => (corrupt ??= err));
+    const idle = new ApiError(408, ApiCode.RequestTimeout, `the client sent no body data for ${this.idleTimeoutMs / 1000} s; send the whole body without pausing`, { idle_timeout_ms: this.idleTimeoutMs });
+    const aborted = new ApiError(400, ApiCode.InvalidBody, 'the client closed the connection before the request body was complete');
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => source.destroy(idle), this.idleTimeoutMs);
+    };
+    const onClose = () => {
+      if (!req.complete) source.destroy(aborted);
+    };
+    req.on('data', arm);
+    req.once('close', onClose);
+    req.pipe(source);
+    arm();
+    try {
+      return await getRawBody(source, { limit });
+    } catch (err) {
+      // The rest of the body is not read: the connection cannot carry another request.
+      ctx.set('Connection', 'close');
+      if (err === idle || err === aborted) throw err;
+      if (corrupt !== undefined) throw decodeError(encoding, corrupt);
+      if ((err as { type?: unknown }).type === 'entity.too.large') throw this.tooLarge(limit);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      req.off('data', arm);
+      req.off('close', onClose);
+      req.unpipe(source);
+      if (!source.destroyed && !source.readableEnded) source.destroy();
+    }
   }
 }
 
@@ -81,9 +162,12 @@ function convertFields(raw: Record<string, string | string[]>, spec: MultipartFi
 
 function parseJson(key: string, text: string): unknown {
   try {
-    return JSON.parse(text);
+    return parseClientJson(text, `multipart field '${key}'`);
   } catch (err) {
-    throw validationError(`multipart field '${key}' must be JSON text (e.g. [{"type": "text", "text": "person"}]): ${(err as Error).message}`, { field: key });
+    if (err instanceof ApiError && /is not valid JSON/.test(err.message)) {
+      throw validationError(`multipart field '${key}' must be JSON text (e.g. [{"type": "text", "text": "person"}]): ${err.message.replace(/^.*is not valid JSON: /, '')}`, { field: key });
+    }
+    throw err;
   }
 }
 

@@ -110,6 +110,7 @@ const envSchema = z.object({
   SHUTDOWN_DELAY_MS: num({ int: true, min: 0 }).default(0),
   HEAP_TRIM_INTERVAL_MS: num({ int: true, min: 0 }).default(5000),
   HEAP_TRIM_MIN_FREE_MB: num({ min: 0 }).default(64),
+  CLIENT_IDLE_TIMEOUT_MS: num({ int: true, min: 100 }).default(15_000),
   MEDIA_ROOT: z.string().trim().min(1).default('./media'),
   MAX_SESSIONS: num({ int: true, min: 1 }).default(8),
   SESSION_IDLE_TIMEOUT_SECONDS: num({ positive: true }).default(600),
@@ -166,7 +167,8 @@ export interface ServerConfig {
   headBatch: number | undefined;
   /** maxBatchSize undefined: each device's default (LoadOptions.encodeBatch: 8 on CUDA, 1 on a CPU). */
   batching: { maxBatchSize: number | undefined; batchWaitMs: number; maxQueue: number; retryAfterSeconds: number };
-  limits: { maxBodyBytes: number; maxImagePixels: number; maxPrompts: number; maxBatchImages: number };
+  /** clientIdleTimeoutMs: a client that sends nothing for this long while the server waits on it gets a 408 / is disconnected. */
+  limits: { maxBodyBytes: number; maxImagePixels: number; maxPrompts: number; maxBatchImages: number; clientIdleTimeoutMs: number };
   shutdownTimeoutMs: number;
   /**
    * SHUTDOWN_DELAY_MS: after a shutdown signal, how long the server keeps serving with readiness
@@ -277,6 +279,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxImagePixels: e.MAX_IMAGE_PIXELS,
       maxPrompts: e.MAX_PROMPTS_PER_REQUEST,
       maxBatchImages: e.MAX_IMAGES_PER_BATCH,
+      clientIdleTimeoutMs: e.CLIENT_IDLE_TIMEOUT_MS,
     },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     shutdownDelayMs: e.SHUTDOWN_DELAY_MS,

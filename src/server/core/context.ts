@@ -62,7 +62,7 @@ export interface Slice {
     /** Whether an upgrade request's path is this slice's. */
     matches(pathname: string): boolean;
     /** ws's verifyClient for this slice's paths (may refuse, e.g. while shutting down). */
-    verifyClient(info: { req: IncomingMessage }, cb: (ok: boolean, code?: number, message?: string) => void): void;
+    verifyClient(info: { req: IncomingMessage }, cb: (ok: boolean, code?: number, message?: string, headers?: Record<string, string>) => void): void;
     middleware: SocketMiddleware;
     maxPayload: number;
   };

@@ -12,6 +12,12 @@ import { ErrorCode, Sam3Error } from '../../index.js';
 export const ApiCode = {
   ValidationError: 'validation_error',
   InvalidJson: 'invalid_json',
+  /** A body that is not what its headers say (corrupt compression, cut short). */
+  InvalidBody: 'invalid_body',
+  /** Malformed HTTP that never reached a route (bad chunk sizes, invalid methods). */
+  BadRequest: 'bad_request',
+  RequestTimeout: 'request_timeout',
+  HeadersTooLarge: 'headers_too_large',
   InvalidBase64: 'invalid_base64',
   InvalidImage: 'invalid_image',
   ImageTooLarge: 'image_too_large',
@@ -95,7 +101,7 @@ export function toApiError(err: unknown, context: { maxBodyBytes: number; shutti
   if (err instanceof Sam3Error) return fromSam3Error(err, context);
   const e = (err ?? {}) as ErrorLike;
   const limitMb = +(context.maxBodyBytes / 1024 / 1024).toFixed(2);
-  // @koa/bodyparser (raw-body) errors.
+  // raw-body errors (core/body.ts maps its own; these are a backstop).
   if (e.type === 'entity.too.large' || e.status === 413) {
     return new ApiError(413, ApiCode.BodyTooLarge, `the request body is larger than MAX_BODY_MB = ${limitMb} MB; send a smaller image or raise the server's limit`, { max_body_bytes: context.maxBodyBytes });
   }
@@ -106,7 +112,10 @@ export function toApiError(err: unknown, context: { maxBodyBytes: number; shutti
     return new ApiError(415, ApiCode.UnsupportedMediaType, `unsupported body encoding: ${String(e.message)}; send UTF-8 JSON`);
   }
   if (e.type === 'request.aborted') return new ApiError(400, ApiCode.ValidationError, 'the client aborted the request body');
-  // multer errors.
+  // multer errors (MulterError: LIMIT_*, MISSING_FIELD_NAME for a part with name="").
+  if (e.code === 'MISSING_FIELD_NAME') {
+    return new ApiError(400, ApiCode.ValidationError, "multipart form rejected: a part has no name (name=\"\"); name every part (the file 'image' or 'file', the other fields by their field names)", { field: null });
+  }
   if (typeof e.code === 'string' && e.code.startsWith('LIMIT_')) {
     if (e.code === 'LIMIT_FILE_SIZE' || e.code === 'LIMIT_FIELD_VALUE') {
       return new ApiError(413, ApiCode.BodyTooLarge, `a multipart part is larger than MAX_BODY_MB = ${limitMb} MB; send a smaller image`, { max_body_bytes: context.maxBodyBytes, field: e.field ?? null });
@@ -114,7 +123,7 @@ export function toApiError(err: unknown, context: { maxBodyBytes: number; shutti
     const field = typeof e.field === 'string' ? ` (field '${e.field}')` : '';
     return new ApiError(400, ApiCode.ValidationError, `multipart form rejected${field}: ${String(e.message)}; send one file part named 'image' and the other fields as text`, { field: e.field ?? null });
   }
-  if (typeof e.message === 'string' && /^(Malformed part header|Unexpected end of form|Multipart: Boundary not found)/i.test(e.message)) {
+  if (typeof e.message === 'string' && /^(Malformed part header|Unexpected end of (form|file)|Multipart: Boundary not found|Malformed urlencoded form)/i.test(e.message)) {
     return new ApiError(400, ApiCode.ValidationError, `malformed multipart body: ${e.message}`);
   }
   // http-errors raised by koa / @koa/router (405, 501, ...).
@@ -140,6 +149,7 @@ export const ERROR_STATUS: Readonly<Record<ErrorCode, Mapping>> = {
   [ErrorCode.InvalidArgument]: { status: 400, code: ApiCode.ValidationError },
   [ErrorCode.InvalidImage]: { status: 400, code: ApiCode.InvalidImage, message: (e) => `${e.message}; send a PNG, JPEG, WebP, GIF, TIFF or AVIF image` },
   [ErrorCode.ImageTooLarge]: { status: 413, code: ApiCode.ImageTooLarge },
+  [ErrorCode.UnsupportedImageFormat]: { status: 415, code: ApiCode.UnsupportedMediaType },
   [ErrorCode.BadVideo]: { status: 400, code: ApiCode.InvalidVideo },
   [ErrorCode.VideoDecode]: { status: 422, code: ApiCode.VideoDecodeFailed },
   [ErrorCode.FrameRange]: { status: 400, code: ApiCode.FrameOutOfRange },

@@ -9,7 +9,7 @@ import type { ImageSchemas } from './schemas.js';
 const IMAGE_ID = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
 const errors = errorResponses({
-  400: 'Invalid input (bad JSON, base64, image bytes, prompts, boxes, threshold or unknown fields); the message says what to change',
+  400: 'Invalid input (bad JSON, JSON nested over 64 levels or with __proto__ keys, a body not matching its Content-Encoding, base64, image bytes, prompts, boxes, threshold or unknown fields); the message says what to change',
   404: {
     description: 'Unknown image_id (never embedded, expired or evicted), or unknown mask_input handle (interactive)',
     example: {
@@ -26,7 +26,7 @@ const errors = errorResponses({
     description: 'Body over MAX_BODY_MB, or image over MAX_IMAGE_PIXELS',
     example: { code: ApiCode.ImageTooLarge, message: 'the image is 10000x8000 = 80000000 pixels, above the limit of 40000000; send a smaller image', details: { width: 10000, height: 8000, max_pixels: 40000000 } },
   },
-  415: 'Content-Type not accepted',
+  415: 'Content-Type, charset or Content-Encoding not accepted (JSON as UTF-8, as identity, gzip, deflate or br), or an image format that is not decoded (SVG, PDF: send PNG, JPEG, WebP, GIF, TIFF or AVIF)',
   501: {
     description: 'The model bundle has no interactive decoder (an image-only sam3 checkpoint, or a bundle exported before format 8)',
     example: { code: ApiCode.InteractiveUnsupported, message: 'the loaded model bundle has no interactive decoder; export a sam3_video checkpoint (bundle format 8)' },

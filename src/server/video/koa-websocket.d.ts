@@ -1,7 +1,7 @@
 /**
  * Types for koa-websocket (CommonJS, no bundled types). Written here rather than taken from
  * @types/koa-websocket, which augments every Koa Context with a required `websocket` property and
- * so breaks the HTTP middleware typings (@koa/bodyparser, @koa/multer) across the server.
+ * so breaks the HTTP middleware typings (@koa/multer) across the server.
  */
 declare module 'koa-websocket' {
   import type * as https from 'node:https';

@@ -67,6 +67,10 @@ export async function resolveMediaPath(mediaRoot: string, clientPath: string): P
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') throw notFound(clientPath);
     if (code === 'EACCES' || code === 'EPERM' || code === 'ELOOP') throw forbidden(clientPath);
+    // The client's path, not the server: a name longer than the file system allows.
+    if (code === 'ENAMETOOLONG') {
+      throw new Sam3Error(ErrorCode.InvalidArgument, `video_path '${shown(clientPath)}' is too long for the file system (a name over 255 bytes or a path over 4096); give a shorter path relative to MEDIA_ROOT`, { video_path: shown(clientPath) });
+    }
     throw err;
   }
   if (!within(real, resolved)) throw forbidden(clientPath);

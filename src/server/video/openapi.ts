@@ -21,10 +21,10 @@ const errors = errorResponses({
   },
   409: 'The session is propagating (one propagation at a time; other operations wait for it), the session id is taken, the object was removed, or the session has no prompt to propagate',
   413: {
-    description: 'Upload over MAX_UPLOAD_MB',
+    description: 'Upload over MAX_UPLOAD_MB, or a JSON body over 1 MB',
     example: { code: ApiCode.UploadTooLarge, message: "the video is larger than MAX_UPLOAD_MB = 500 MB; send a shorter or more compressed video or raise the server's limit", details: { max_upload_bytes: 524288000 } },
   },
-  415: 'Content-Type not accepted',
+  415: 'Content-Type, charset or Content-Encoding not accepted (JSON as UTF-8, as identity, gzip, deflate or br; uploads without Content-Encoding)',
   422: 'The video could not be decoded',
   426: 'A WebSocket endpoint asked for without the WebSocket upgrade',
   429: 'MAX_SESSIONS sessions are open (see Retry-After)',
@@ -104,7 +104,7 @@ export function registerVideoPaths(registry: OpenAPIRegistry, s: VideoSchemas): 
     summary: 'Open a tracking session on a video (a path inside MEDIA_ROOT or an uploaded video_id)',
     description: 'The session is pinned to the device with the fewest sessions among those gpu_ids allows. At most MAX_SESSIONS sessions are open; one unused for SESSION_IDLE_TIMEOUT_SECONDS is closed.',
     request: { body: { required: true, content: json(s.StartSessionRequest) } },
-    responses: { 200: { description: 'The session is ready for prompts', content: json(s.StartSessionResponse) }, ...errors(400, 403, 404, 409, 415, 421, 422, 429, 500, 501, 503) },
+    responses: { 200: { description: 'The session is ready for prompts', content: json(s.StartSessionResponse) }, ...errors(400, 403, 404, 409, 413, 415, 421, 422, 429, 500, 501, 503) },
   });
   registry.registerPath({
     method: 'post',
@@ -113,7 +113,7 @@ export function registerVideoPaths(registry: OpenAPIRegistry, s: VideoSchemas): 
     tags,
     summary: 'Prompt a frame: a text prompt (new objects) or points and a box (one object)',
     request: { params: sessionParam, body: { required: true, content: json(s.PromptRequest) } },
-    responses: { 200: { description: 'The masks of the prompted frame', content: json(s.PromptResponse) }, ...errors(400, 404, 409, 415, 421, 500, 503) },
+    responses: { 200: { description: 'The masks of the prompted frame', content: json(s.PromptResponse) }, ...errors(400, 404, 409, 413, 415, 421, 500, 503) },
   });
   registry.registerPath({
     method: 'post',
@@ -123,7 +123,7 @@ export function registerVideoPaths(registry: OpenAPIRegistry, s: VideoSchemas): 
     summary: 'Track the prompted objects through the video; one answer with every frame',
     description: 'A client that disconnects cancels the propagation. For frames as they are tracked, use the WebSocket /api/v1/video/ws/propagate/{session_id}.',
     request: { params: sessionParam, body: { required: true, content: json(s.PropagateRequest) } },
-    responses: { 200: { description: 'Per frame, the tracked objects', content: json(s.PropagateResponse) }, ...errors(400, 404, 409, 415, 421, 500, 503) },
+    responses: { 200: { description: 'Per frame, the tracked objects', content: json(s.PropagateResponse) }, ...errors(400, 404, 409, 413, 415, 421, 500, 503) },
   });
   registry.registerPath({
     method: 'get',

@@ -14,6 +14,7 @@ import multer from '@koa/multer';
 import { checkFrameIndex, ErrorCode, type FrameResult, type Label, MAX_POINTS_PER_PROMPT, type MaskFormat, formatMasks, openVideo, type PromptResult, Sam3Error, type SessionStatus, type VideoInfo, type VideoPrompt } from '../../index.js';
 import { resolveMediaPath, resolveVideoId, storeUpload } from './media.js';
 import type { AppContext, AppDeps, AppRouter, AppState } from '../core/context.js';
+import { SMALL_BODY_BYTES } from '../core/body.js';
 import { ApiCode, ApiError, validationError } from '../core/errors.js';
 import { parseOrThrow } from '../core/validate.js';
 import { isPositive } from '../core/schemas.js';
@@ -156,7 +157,7 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
   });
 
   router.post('/session/start', async (ctx) => {
-    const { fields } = await body.read(ctx, false);
+    const { fields } = await body.read(ctx, false, { maxBytes: SMALL_BODY_BYTES });
     const req = parseOrThrow(schemas.StartSessionRequest, fields);
     deps.pool(); // 503 while loading
     await ensureMediaRoot();
@@ -182,7 +183,7 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
 
   router.post('/session/:session_id/prompt', async (ctx) => {
     const s = sessionOf(ctx);
-    const { fields } = await body.read(ctx, false);
+    const { fields } = await body.read(ctx, false, { maxBytes: SMALL_BODY_BYTES });
     const req = parseOrThrow(schemas.PromptRequest, fields);
     checkFrameIndex(req.frame_index, s.info.totalFrames, 'frame_index');
     const prompt = toVideoPrompt(req, config.confidenceThreshold);
@@ -191,7 +192,7 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
 
   router.post('/session/:session_id/propagate', async (ctx) => {
     const s = sessionOf(ctx);
-    const { fields } = await body.read(ctx, false);
+    const { fields } = await body.read(ctx, false, { maxBytes: SMALL_BODY_BYTES });
     const req = parseOrThrow(schemas.PropagateRequest, fields);
     if (req.stream) {
       throw validationError(`stream: this endpoint answers once with every frame; for frames as they are tracked, open the WebSocket /api/v1/video/ws/propagate/${s.id} and send the same options`);

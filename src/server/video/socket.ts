@@ -24,6 +24,7 @@ import type { SocketMiddleware } from 'koa-websocket';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 
+import { refuseUpgrade } from '../core/connections.js';
 import { ApiCode, ApiError, toApiError, validationError } from '../core/errors.js';
 import type { AppDeps } from '../core/context.js';
 import { requestId } from '../core/request-id.js';
@@ -104,10 +105,10 @@ export class PropagationSockets {
   }
 
   /** ws's verifyClient: refuses the upgrade of other paths (404) and during shutdown (503). */
-  readonly verifyClient = (info: { req: IncomingMessage }, cb: (ok: boolean, code?: number, message?: string) => void): void => {
+  readonly verifyClient = (info: { req: IncomingMessage }, cb: (ok: boolean, code?: number, message?: string, headers?: Record<string, string>) => void): void => {
     const pathname = new URL(info.req.url ?? '/', 'http://localhost').pathname;
-    if (!SOCKET_PATH.test(pathname)) cb(false, 404, 'Not Found');
-    else if (this.shuttingDown) cb(false, 503, 'Service Unavailable');
+    if (!SOCKET_PATH.test(pathname)) refuseUpgrade(cb, 404, ApiCode.NotFound, `no WebSocket endpoint at ${pathname.slice(0, 200)}; see /docs`);
+    else if (this.shuttingDown) refuseUpgrade(cb, 503, ApiCode.ShuttingDown, 'the server is shutting down; reconnect to another instance', { 'Retry-After': '1' });
     else cb(true);
   };
 
