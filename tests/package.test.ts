@@ -68,6 +68,20 @@ function consumerLock(dependencies: Record<string, string>, main: string, prebui
   const own = lock.packages['']!;
   const packages: Record<string, unknown> = { '': { name: 'consumer', version: '1.0.0', dependencies } };
   for (const [key, entry] of Object.entries(lock.packages)) if (key && !entry.dev) packages[key] = entry;
+  // The consumer's own dependencies that are our devDependencies (@types/node), with what they
+  // need: without their entries npm ci asks the registry for their metadata, which an offline
+  // cache filled by a lockfile install does not hold (ENOTCACHED on a fresh machine).
+  const addTree = (key: string) => {
+    const entry = lock.packages[key];
+    if (!entry || packages[key]) return;
+    const { dev: _dev, devOptional: _devOptional, ...rest } = entry;
+    packages[key] = rest;
+    for (const dep of Object.keys((entry.dependencies as Record<string, string> | undefined) ?? {})) {
+      const nested = `${key}/node_modules/${dep}`;
+      addTree(lock.packages[nested] ? nested : `node_modules/${dep}`);
+    }
+  };
+  for (const name of Object.keys(dependencies)) addTree(`node_modules/${name}`);
   const pick = (e: LockEntry, keys: string[]) => Object.fromEntries(keys.filter((k) => k in e).map((k) => [k, e[k]]));
   packages['node_modules/sam3-server'] = {
     ...pick(own, ['version', 'license', 'dependencies', 'optionalDependencies', 'bin', 'engines', 'hasInstallScript']),
