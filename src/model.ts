@@ -216,7 +216,7 @@ export class Sam3Model {
    */
   async segmentBatch(features: ImageFeatures, prompts: readonly Prompt[], options: SegmentOptions = {}): Promise<Segmentation[]> {
     this.live('segment');
-    this.checkFeatures(features);
+    this.checkFeatures(features, 'segment');
     const threshold = validateThreshold(options.threshold ?? 0.5);
     if (!Array.isArray(prompts) || prompts.length === 0) throw invalid('at least one prompt is required');
     const normalised = prompts.map((p, i) => this.normalisePrompt(p, `prompts[${i}]`));
@@ -265,7 +265,7 @@ export class Sam3Model {
   async segmentInteractiveBatch(features: ImageFeatures, prompts: readonly InteractivePrompt[], options: InteractiveOptions = {}): Promise<InteractiveSegmentation[]> {
     this.live('segmentInteractive');
     const tracker = this.requireInteractive();
-    this.checkFeatures(features);
+    this.checkFeatures(features, 'segmentInteractive');
     if (options.multimask !== undefined && typeof options.multimask !== 'boolean') throw invalid('multimask must be true or false');
     if (!Array.isArray(prompts) || prompts.length === 0) throw invalid('at least one interactive prompt is required');
     const objects = prompts.map((p, i) => interactiveObject(p, prompts.length === 1 ? 'prompt' : `prompts[${i}]`));
@@ -348,10 +348,11 @@ export class Sam3Model {
     if (this.ownsEngine) this.engine.close();
   }
 
-  private checkFeatures(features: ImageFeatures): void {
+  /** `method`: the caller's name, for the message (segment and segmentBatch both say segment). */
+  private checkFeatures(features: ImageFeatures, method: 'segment' | 'segmentInteractive'): void {
     if (!(features instanceof ImageFeatures)) throw invalid('features must be an ImageFeatures handle from encodeImage()');
     if (features.owner !== this) throw invalid('these image features were encoded by another model');
-    if (features.disposed) throw new Sam3Error(ErrorCode.Disposed, 'segment: the image features have been disposed');
+    if (features.disposed) throw new Sam3Error(ErrorCode.Disposed, `${method}: the image features have been disposed`);
   }
 
   /** The tracker, or ERR_SAM3_NO_INTERACTIVE_MODEL for a bundle without one. */

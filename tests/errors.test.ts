@@ -107,7 +107,9 @@ describe('bad input', () => {
     const f = await model.encodeImage(image);
     f.dispose();
     assert.equal(f.disposed, true);
-    await assert.rejects(model.segment(f, { text: 'cat' }), expectCode(ErrorCode.Disposed, /disposed/));
+    await assert.rejects(model.segment(f, { text: 'cat' }), expectCode(ErrorCode.Disposed, /^segment: the image features have been disposed/));
+    // The message names the method called (it said segment: for clicks too).
+    await assert.rejects(model.segmentInteractive(f, { box: [0.1, 0.1, 0.5, 0.5] }), expectCode(ErrorCode.Disposed, /^segmentInteractive: the image features have been disposed/));
     f.dispose(); // twice is fine
     const other = await Sam3Model.load(bundle, { warmup: false });
     const g = await other.encodeImage(image);
