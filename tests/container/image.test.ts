@@ -243,7 +243,7 @@ describe('the CPU image (podman)', { skip, timeout: 45 * 60_000 }, () => {
     assert.ok(seconds < 25, `stopped in ${seconds.toFixed(1)} s, before the 30 s kill`);
     t.diagnostic(`podman stop took ${seconds.toFixed(1)} s`);
     const logs = run('podman', ['logs', name]);
-    assert.match(logs, /"msg":"signal received"/);
+    assert.match(logs, /"signal":"SIGTERM".*"msg":"signal received: shutting down gracefully"/);
     assert.match(logs, /"msg":"shut down"/);
   });
 });
