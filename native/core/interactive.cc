@@ -88,18 +88,21 @@ InteractiveResult SegmentInteractive(TrackerState& t, FeaturesState& f, const st
     torch::Tensor iou = out[1].to(torch::kFloat32).to(torch::kCPU);    // [B,1,K]
     torch::Tensor score = out[2].to(torch::kFloat32).to(torch::kCPU);  // [B,1,1]
     const int64_t k = iou.size(2);
+    // Read the scores through accessors: an indexing op and a scalar copy per element otherwise.
+    const auto iou_at = iou.accessor<float, 3>();
+    const auto score_at = score.accessor<float, 3>();
     for (int64_t r = 0; r < b; r++) {
       InteractiveObject& obj = res.objects[rows[static_cast<size_t>(r)]];
       int64_t best = 0;
       for (int64_t j = 0; j < k; j++) {
-        const float s = iou[r][0][j].item<float>();
+        const float s = iou_at[r][0][j];
         obj.iou_scores.push_back(s);
         if (s > obj.iou_scores[static_cast<size_t>(best)]) best = j;
         TrackedMask mask = PostProcessTrackedMask(out[0][r][0].narrow(0, j, 1).unsqueeze(0), f.height, f.width);
         obj.masks.push_back(std::move(mask.rle));
         obj.boxes.insert(obj.boxes.end(), mask.box.begin(), mask.box.end());
       }
-      obj.object_score_logit = score[r][0][0].item<float>();
+      obj.object_score_logit = score_at[r][0][0];
       auto logits = std::make_shared<MaskLogitsState>();
       logits->logits = out[0][r][0].narrow(0, best, 1).unsqueeze(0).clone();  // [1,1,m,m]
       logits->bytes = TensorBytes(logits->logits);
