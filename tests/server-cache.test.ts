@@ -60,7 +60,7 @@ describe('feature cache', () => {
     const gone = await byId(e.body.image_id);
     assert.equal(gone.status, 404);
     assert.equal(gone.body.error.code, 'unknown_image_id');
-    assert.match(gone.body.error.message, /expired after FEATURE_CACHE_TTL_SECONDS = 60/);
+    assert.match(gone.body.error.message, /expired after FEATURE_CACHE_TTL_SECONDS = 60 s unused/);
     const again = await postJson(srv.base, '/api/v1/image/segment', { image: images[1], prompts: [text('a')] });
     assert.equal(again.body.cache_hit, false, 'an expired entry is encoded again');
     const c1 = await counters(srv.base);
