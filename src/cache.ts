@@ -1,7 +1,12 @@
 /**
- * A least-recently-used cache of native handles, bounded by entries, bytes and age. Evicted handles
- * are disposed, but not while a caller holds a lease on them: a lease pins the entry's handle until
- * released, so a concurrent request can never free features another request is about to use.
+ * A least-recently-used cache of native handles, bounded by entries, bytes and idle time. Evicted
+ * handles are disposed, but not while a caller holds a lease on them: a lease pins the entry's handle
+ * until released, so a concurrent request can never free features another request is about to use.
+ *
+ * Expiry slides: an entry expires ttlMs after its last use, not after its insertion. Taking a lease
+ * and releasing it both renew the expiry, and an entry does not expire while leased, so a key a
+ * caller has just used (and may hand on, as the server hands image_ids to clients) stays valid for a
+ * full ttlMs after that use ends.
  */
 export interface Disposable {
   readonly bytes: number;
@@ -11,6 +16,7 @@ export interface Disposable {
 export interface CacheOptions {
   maxEntries: number;
   maxBytes?: number;
+  /** How long an entry may go unused (no lease taken or held) before it expires; default: never. */
   ttlMs?: number;
   now?: () => number;
 }
@@ -54,7 +60,8 @@ export class HandleCache<V extends Disposable> {
       this.counters.misses++;
       return undefined;
     }
-    if (entry.expires <= this.now()) {
+    const now = this.now();
+    if (this.expired(entry, now)) {
       this.counters.expirations++;
       this.counters.misses++;
       this.remove(key, entry);
@@ -63,20 +70,23 @@ export class HandleCache<V extends Disposable> {
     // Refresh recency: Map iteration order is insertion order.
     this.map.delete(key);
     this.map.set(key, entry);
+    this.renew(entry, now);
     this.counters.hits++;
     return this.pin(entry);
   }
 
+  /** Whether the key is cached and not expired; a look that does not count as a use (no renewal). */
   has(key: string): boolean {
     const entry = this.map.get(key);
-    return entry !== undefined && entry.expires > this.now();
+    return entry !== undefined && !this.expired(entry, this.now());
   }
 
   /** Stores a value and returns a lease on it. A value already under the key is replaced. */
   insert(key: string, value: V): Lease<V> {
     const old = this.map.get(key);
     if (old) this.remove(key, old);
-    const entry: Entry<V> = { value, bytes: value.bytes, expires: this.now() + (this.options.ttlMs ?? Infinity), pins: 0, evicted: false };
+    const entry: Entry<V> = { value, bytes: value.bytes, expires: 0, pins: 0, evicted: false };
+    this.renew(entry, this.now());
     this.map.set(key, entry);
     this.bytes += entry.bytes;
     const lease = this.pin(entry);
@@ -108,7 +118,7 @@ export class HandleCache<V extends Disposable> {
   sweep(): void {
     const now = this.now();
     for (const [key, entry] of this.map) {
-      if (entry.expires <= now) {
+      if (this.expired(entry, now)) {
         this.counters.expirations++;
         this.remove(key, entry);
       }
@@ -132,9 +142,20 @@ export class HandleCache<V extends Disposable> {
         if (released) return;
         released = true;
         entry.pins--;
+        // The use ends now: the entry's idle time starts here, not when the lease was taken.
+        if (!entry.evicted) this.renew(entry, this.now());
         if (entry.evicted && entry.pins === 0) entry.value.dispose();
       },
     };
+  }
+
+  private renew(entry: Entry<V>, now: number): void {
+    entry.expires = now + (this.options.ttlMs ?? Infinity);
+  }
+
+  /** An entry in use (leased) is never idle, so never expired; bounds still evict it. */
+  private expired(entry: Entry<V>, now: number): boolean {
+    return entry.pins === 0 && entry.expires <= now;
   }
 
   private shrink(): void {

@@ -47,8 +47,9 @@ export async function startSuite(env: Record<string, string> = {}, apiKey?: stri
     CLIENT_IDLE_TIMEOUT_MS: String(IDLE_TIMEOUT_MS),
     MAX_SESSIONS: String(MAX_SESSIONS),
     FEATURE_CACHE_MAX_ENTRIES: '48',
-    // The TTL runs from insertion (a hit does not renew it): a valid client step that gets an
-    // image_id from a cache hit near its expiry would see it vanish before its next call.
+    // Set when the TTL counted from insertion (a hit did not renew it) and a valid client step
+    // lost an image_id at the 10-minute mark. Expiry now slides from the last use, so the default
+    // would serve too; kept until a long run confirms it.
     FEATURE_CACHE_TTL_SECONDS: '86400',
     ENGINE_THREADS: '2',
     ...env,

@@ -60,11 +60,37 @@ describe('feature cache', () => {
     const gone = await byId(e.body.image_id);
     assert.equal(gone.status, 404);
     assert.equal(gone.body.error.code, 'unknown_image_id');
-    assert.match(gone.body.error.message, /expired after FEATURE_CACHE_TTL_SECONDS = 60/);
+    assert.match(gone.body.error.message, /expired after FEATURE_CACHE_TTL_SECONDS = 60 s unused/);
     const again = await postJson(srv.base, '/api/v1/image/segment', { image: images[1], prompts: [text('a')] });
     assert.equal(again.body.cache_hit, false, 'an expired entry is encoded again');
     const c1 = await counters(srv.base);
     assert.ok(c1.expirations - c0.expirations >= 1);
+  });
+
+  it('the TTL runs from the last use: a hit or a re-embed renews it, expires_in_seconds included', async () => {
+    clock += 120_000; // everything so far has expired
+    const used = await embed(images[2]!);
+    const idle = await embed(images[3]!);
+    assert.equal(used.status, 200, used.text);
+    assert.equal(used.body.expires_in_seconds, 60);
+    clock += 54_000; // 0.9 TTL
+    const hit = await byId(used.body.image_id);
+    assert.equal(hit.status, 200, hit.text);
+    assert.equal(hit.body.cache_hit, true);
+    clock += 6_000; // TTL: the unused entry expires
+    assert.equal((await byId(idle.body.image_id)).status, 404, 'unused since embedding: expired at the TTL');
+    clock += 30_000; // 1.5 TTL, 0.6 TTL after the hit
+    assert.equal((await byId(used.body.image_id)).status, 200, 'renewed by the hit at 0.9 TTL');
+    clock += 48_000; // 0.8 TTL after that hit
+    const reembed = await embed(images[2]!);
+    assert.equal(reembed.body.cache_hit, true, 'the same image again returns the entry...');
+    assert.equal(reembed.body.image_id, used.body.image_id);
+    clock += reembed.body.expires_in_seconds * 1000 - 1; // ...and renews it for expires_in_seconds
+    assert.equal((await byId(used.body.image_id)).status, 200);
+    clock += reembed.body.expires_in_seconds * 1000; // unused for expires_in_seconds: gone
+    const gone = await byId(used.body.image_id);
+    assert.equal(gone.status, 404);
+    assert.equal(gone.body.error.code, 'unknown_image_id');
   });
 
   it('beyond FEATURE_CACHE_MAX_ENTRIES the least recently used entry is evicted', async () => {

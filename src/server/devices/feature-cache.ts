@@ -1,7 +1,7 @@
 /**
  * The image-feature cache of one device: encoded image features kept on the device, keyed by the
  * sha256 of the image bytes (the image_id clients see), LRU-bounded by entries and bytes, with a
- * TTL. Built on the library's HandleCache, whose leases keep features alive while a request uses
+ * sliding TTL (an entry expires after going unused that long; every lease renews it). Built on the library's HandleCache, whose leases keep features alive while a request uses
  * them even if they are evicted meanwhile.
  */
 import { type CacheStats, HandleCache, type ImageFeatures, type Lease } from '../../index.js';

@@ -88,7 +88,7 @@ export class InferenceService {
     const ttl = this.config.featureCache.ttlMs / 1000;
     throw new Sam3Error(
       ErrorCode.UnknownImageId,
-      `image_id ${clientId} is not in the feature cache (never embedded here, expired after FEATURE_CACHE_TTL_SECONDS = ${ttl}, evicted when the cache was full, or lost when the server restarted); send the image again, or embed it with POST /api/v1/image/embed`,
+      `image_id ${clientId} is not in the feature cache (never embedded here, expired after FEATURE_CACHE_TTL_SECONDS = ${ttl} s unused, evicted when the cache was full, or lost when the server restarted); send the image again, or embed it with POST /api/v1/image/embed`,
       { image_id: clientId },
     );
   }

@@ -29,7 +29,7 @@ interface StoredLogits {
   dispose(): void;
 }
 
-/** The mask_input handles of one model pool: LRU by entries and bytes, expiring with the feature cache's TTL. */
+/** The mask_input handles of one model pool: LRU by entries and bytes, expiring when unused for the feature cache's TTL (each use renews it). */
 export class MaskInputStore {
   private readonly cache: HandleCache<StoredLogits>;
   private readonly sweeper: NodeJS.Timeout;
@@ -54,7 +54,7 @@ export class MaskInputStore {
     if (!lease) {
       throw new Sam3Error(
         ErrorCode.UnknownMaskInput,
-        `${where} ${id} is not held by the server (never issued here, expired after FEATURE_CACHE_TTL_SECONDS, or evicted when ${MASK_INPUT_MAX_ENTRIES} handles or ${MASK_INPUT_MAX_BYTES / 1024 / 1024} MiB were held); send the object's points and box again without mask_input`,
+        `${where} ${id} is not held by the server (never issued here, expired after FEATURE_CACHE_TTL_SECONDS unused, or evicted when ${MASK_INPUT_MAX_ENTRIES} handles or ${MASK_INPUT_MAX_BYTES / 1024 / 1024} MiB were held); send the object's points and box again without mask_input`,
         { mask_input: id },
       );
     }

@@ -14,7 +14,7 @@ const errors = errorResponses({
     description: 'Unknown image_id (never embedded, expired or evicted), or unknown mask_input handle (interactive)',
     example: {
       code: ApiCode.UnknownImageId,
-      message: `image_id ${IMAGE_ID} is not in the feature cache (never embedded here, expired after FEATURE_CACHE_TTL_SECONDS = 600, evicted when the cache was full, or lost when the server restarted); send the image again, or embed it with POST /api/v1/image/embed`,
+      message: `image_id ${IMAGE_ID} is not in the feature cache (never embedded here, expired after FEATURE_CACHE_TTL_SECONDS = 600 s unused, evicted when the cache was full, or lost when the server restarted); send the image again, or embed it with POST /api/v1/image/embed`,
       details: { image_id: IMAGE_ID },
     },
   },
@@ -86,7 +86,7 @@ export function registerImagePaths(registry: OpenAPIRegistry, schemas: ImageSche
     tags: ['image'],
     summary: 'Interactive segmentation: clicks and a box on one object (or several), refined call after call',
     description:
-      "SAM 3's tracker path on a still image (transformers' Sam3TrackerModel): positive and negative clicks and/or a box give one object's mask, three candidates with their predicted IoU (multimask_output, the default) or one. Each response carries mask_input, a handle to its best mask's low-resolution logits: send it with the next click on the same object to refine it. The image's features are the ones the concept endpoints cache (same image_id; one ViT pass serves both); the first click on an image also runs the tracker's neck once and keeps its output with the cached features, so later clicks cost only the prompt encoder and mask decoder. Several objects (objects) run in batched passes. mask_input handles expire with FEATURE_CACHE_TTL_SECONDS and are bounded in number and bytes (stale ones are a 404).",
+      "SAM 3's tracker path on a still image (transformers' Sam3TrackerModel): positive and negative clicks and/or a box give one object's mask, three candidates with their predicted IoU (multimask_output, the default) or one. Each response carries mask_input, a handle to its best mask's low-resolution logits: send it with the next click on the same object to refine it. The image's features are the ones the concept endpoints cache (same image_id; one ViT pass serves both); the first click on an image also runs the tracker's neck once and keeps its output with the cached features, so later clicks cost only the prompt encoder and mask decoder. Several objects (objects) run in batched passes. mask_input handles expire after going unused for FEATURE_CACHE_TTL_SECONDS (each use renews them) and are bounded in number and bytes (stale ones are a 404).",
     request: { body: { required: true, content: json(interactive.InteractiveRequest) } },
     responses: { 200: { description: "Masks (in mask_format), IoU scores, boxes and the next call's mask_input", content: json(interactive.InteractiveResponse) }, ...errors(400, 404, 409, 413, 415, 500, 501, 503) },
   });

@@ -171,7 +171,7 @@ export function makeImageSchemas(limits: ImageSchemaLimits) {
       image_id: ImageIdSchema,
       image_size: ImageSizeSchema,
       cache_hit: z.boolean(),
-      expires_in_seconds: z.number().meta({ description: 'FEATURE_CACHE_TTL_SECONDS; each use refreshes recency but not the expiry. Entries may be evicted sooner when the cache is full.' }),
+      expires_in_seconds: z.number().meta({ description: 'Seconds from this response until the image_id expires if unused (FEATURE_CACHE_TTL_SECONDS). Expiry slides: every request that uses the image_id, or sends the same image again, renews it for this long from the end of that request. Entries may be evicted sooner when the cache is full (least recently used first).' }),
       inference_time_ms: z.number(),
     })
     .meta({ id: 'EmbedResponse', example: { image_id: EXAMPLE_IMAGE_ID, image_size: { width: 640, height: 480 }, cache_hit: false, expires_in_seconds: 600, inference_time_ms: 388.6 } });
