@@ -7,7 +7,7 @@
 #
 # Offline / air-gapped: put the torch wheel in a folder and hand it over as the `wheels` build
 # context, and don't use an index:
-#   docker buildx build --build-context wheels=/opt/wheels --build-arg TORCH_PIP_ARGS="--no-index --no-deps" .
+#   docker buildx build --build-context wheels=/opt/wheels --build-arg TORCH_PIP_ARGS=--no-index .
 # An HTTPS proxy with its own CA: --build-context certs=/usr/local/share/ca-certificates (*.crt; used
 # only in the builder, never copied into the image).
 
@@ -18,7 +18,7 @@ ARG RUNTIME_BASE=docker.io/library/debian:bookworm-slim
 ARG NODE_IMAGE=docker.io/library/node:20-bookworm-slim
 # libtorch comes from the torch wheel; pip looks in the `wheels` context first, then these args.
 ARG TORCH_VERSION=2.13.0
-ARG TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu --no-deps"
+ARG TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 ARG SAM3_DEVICE=cpu
 
 # ---- shared stages: identical in Dockerfile and Dockerfile.cuda below this line ----
@@ -46,17 +46,31 @@ ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
     SAM3_SKIP_SETUP=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# libtorch: the torch wheel unpacked into /opt/torch (the addon links it with an RPATH there).
+# libtorch: the torch wheel unpacked into /opt/torch (the addon links it with an RPATH there),
+# without its Python requirements (the server never imports torch); then only the native libraries
+# it loads: for a CUDA wheel the nvidia-* packages its metadata names (cuBLAS, cuDNN, NCCL, ...,
+# scripts/torch_runtime_requirements.py), nothing for a CPU wheel. Offline, the `wheels` folder
+# needs only these wheels, not triton or sympy.
 # Only the shared libraries go to the runtime: torch/lib without the Python binding and the test
-# libraries, and for CUDA wheels the nvidia/* packages that libtorch_cuda.so finds relative to itself.
+# libraries, and the nvidia/* libraries that libtorch_cuda.so finds relative to itself
+# ($ORIGIN/../../nvidia/*/lib), without their headers and static libraries.
+COPY scripts/torch_runtime_requirements.py /usr/local/lib/sam3/
 # shellcheck disable=SC2086
 RUN --mount=type=bind,from=wheels,target=/wheels \
-    python3 -m pip install --no-cache-dir --target /opt/torch --find-links /wheels ${TORCH_PIP_ARGS} "torch==${TORCH_VERSION}" \
+    python3 -m pip install --no-cache-dir --no-deps --target /opt/torch --find-links /wheels ${TORCH_PIP_ARGS} "torch==${TORCH_VERSION}" \
+ && python3 /usr/local/lib/sam3/torch_runtime_requirements.py /opt/torch > /opt/torch-native-requirements.txt \
+ && if [ -s /opt/torch-native-requirements.txt ]; then \
+      python3 -m pip install --no-cache-dir --target /opt/torch --find-links /wheels ${TORCH_PIP_ARGS} -r /opt/torch-native-requirements.txt; \
+    fi \
  && mkdir -p /opt/torch-runtime/torch \
  && cp -a /opt/torch/torch/lib /opt/torch-runtime/torch/ \
  && rm -rf /opt/torch-runtime/torch/lib/libtorch_python.so /opt/torch-runtime/torch/lib/*test*.so \
            /opt/torch-runtime/torch/lib/libbackend_with_compiler.so /opt/torch-runtime/torch/lib/libaoti_custom_ops.so \
- && if [ -d /opt/torch/nvidia ]; then cp -a /opt/torch/nvidia /opt/torch-runtime/; fi
+ && if [ -d /opt/torch/nvidia ]; then \
+      cp -a /opt/torch/nvidia /opt/torch-runtime/ \
+      && find /opt/torch-runtime/nvidia -type d -name include -prune -exec rm -rf {} + \
+      && find /opt/torch-runtime/nvidia -type f -name '*.a' -exec rm -f {} +; \
+    fi
 
 WORKDIR /src
 # Layers ordered by how often they change: dependencies, then the addon, then the TypeScript.

@@ -63,6 +63,13 @@ describe('Dockerfiles', () => {
     assert.deepEqual(Object.keys(args(cuda)).sort(), Object.keys(args(cpu)).sort(), 'the same arguments');
     assert.match(args(cuda).BUILD_BASE!, /nvidia\/cuda:.*devel/);
     assert.match(args(cuda).TORCH_PIP_ARGS!, /whl\/cu\d+/);
+    // The CUDA of the bases is the CUDA of the torch wheels (cu130 <-> nvidia/cuda:13.0.x).
+    const wheelCuda = /whl\/cu(\d+)/.exec(args(cuda).TORCH_PIP_ARGS!)![1];
+    for (const base of [args(cuda).BUILD_BASE!, args(cuda).RUNTIME_BASE!]) {
+      const m = /nvidia\/cuda:(\d+)\.(\d+)\./.exec(base);
+      assert.ok(m, `${base} is an nvidia/cuda image`);
+      assert.equal(`${m[1]}${m[2]}`, wheelCuda, `${base} matches the wheels' cu${wheelCuda}`);
+    }
     assert.match(args(cpu).TORCH_PIP_ARGS!, /whl\/cpu/);
   });
 
