@@ -47,10 +47,9 @@ export async function startSuite(env: Record<string, string> = {}, apiKey?: stri
     CLIENT_IDLE_TIMEOUT_MS: String(IDLE_TIMEOUT_MS),
     MAX_SESSIONS: String(MAX_SESSIONS),
     FEATURE_CACHE_MAX_ENTRIES: '48',
-    // Set when the TTL counted from insertion (a hit did not renew it) and a valid client step
-    // lost an image_id at the 10-minute mark. Expiry now slides from the last use, so the default
-    // would serve too; kept until a long run confirms it.
-    FEATURE_CACHE_TTL_SECONDS: '86400',
+    // The default FEATURE_CACHE_TTL_SECONDS (600): the long form runs past it, and a valid step
+    // reusing an image_id must find it (expiry slides from the last use; when it counted from
+    // insertion, a step lost an image_id at the 10-minute mark).
     ENGINE_THREADS: '2',
     ...env,
   });
