@@ -1,19 +1,25 @@
 /**
  * What a seeded fuzzer found (issue 18), one minimal reproduction each: client mistakes that were
  * 500s (unknown methods, content encodings, __proto__ keys, nameless multipart parts, over-long
- * paths), malformed HTTP answered without a JSON body, and three ways to hold the server (deeply
- * nested JSON, an SVG that renders for a minute, a chunked body that never ends). Each must be a
- * 4xx JSON error, quickly, and the server must keep answering.
+ * paths), malformed HTTP answered without a JSON body, and ways to hold the server (deeply
+ * nested JSON, an SVG that renders for a minute, a chunked body that never ends, a multipart
+ * upload cut off mid-file). Each must be a 4xx JSON error, quickly, and the server must keep
+ * answering.
  */
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
+import { mkdir, open, readFile, readdir } from 'node:fs/promises';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import zlib from 'node:zlib';
 
 import { decodeImage, ErrorCode } from '../src/index.js';
+import { toolEnv, toolPath } from '../src/video/ffmpeg.js';
 import { pngImage, tempDir } from './helpers.js';
 import { type Reply, type TestServer, b64, blob, get, postJson, postRaw, startServer } from './server-helpers.js';
 
@@ -64,6 +70,76 @@ function rawBody(text: string): { error: { code: string; message: string } } {
   const at = text.indexOf('\r\n\r\n');
   assert.ok(at > 0, `a complete response: ${JSON.stringify(text)}`);
   return JSON.parse(text.slice(at + 4));
+}
+
+/** Where the video upload route has multer write the file as it arrives (video/routes.ts). */
+const UPLOAD_TMP = path.join(os.tmpdir(), 'sam3-uploads');
+
+/** Temporary upload files whose bytes start with `marker` (other servers may share the folder). */
+async function partialUploads(marker: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const name of await readdir(UPLOAD_TMP).catch(() => [] as string[])) {
+    const file = await open(path.join(UPLOAD_TMP, name)).catch(() => undefined);
+    if (!file) continue;
+    try {
+      const head = Buffer.alloc(marker.length);
+      const { bytesRead } = await file.read(head, 0, head.length, 0);
+      if (bytesRead === head.length && head.toString('latin1') === marker) found.push(name);
+    } finally {
+      await file.close();
+    }
+  }
+  return found;
+}
+
+/** This process's descriptors open on `file` (the server runs in-process); Linux only (/proc). */
+function descriptorsOn(file: string): string[] {
+  if (!existsSync('/proc/self/fd')) return [];
+  return readdirSync('/proc/self/fd')
+    .map((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    })
+    .filter((target) => target === file || target === `${file} (deleted)`);
+}
+
+/**
+ * A multipart request whose part `field` (a file) stops after 16 KB of a declared 256 KB: the
+ * headers (Content-Length, or Transfer-Encoding: chunked with the bytes sent as one chunk), the
+ * part's preamble and the start of the file, then nothing; after waitMs the client gives up and
+ * closes. Resolves with the server's answer and the partial temporary files that existed while
+ * the client was silent.
+ */
+async function stalledUpload(base: string, route: string, field: string, chunked: boolean, waitMs = 20_000): Promise<{ answer: RawAnswer; marker: string; partials: string[] }> {
+  const marker = `stalled-${randomBytes(12).toString('hex')}`;
+  const boundary = `b${randomBytes(8).toString('hex')}`;
+  const preamble = `--${boundary}\r\nContent-Disposition: form-data; name="${field}"; filename="clip.mp4"\r\nContent-Type: video/mp4\r\n\r\n`;
+  const fileBytes = 256 * 1024;
+  const sent = marker + 'x'.repeat(16 * 1024 - marker.length);
+  const epilogue = `\r\n--${boundary}--\r\n`;
+  const head = `POST ${route} HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\n`;
+  const body = preamble + sent;
+  const request = chunked
+    ? `${head}Transfer-Encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n`
+    : `${head}Content-Length: ${preamble.length + fileBytes + epilogue.length}\r\n\r\n${body}`;
+  const answering = rawHttp(base, request, waitMs);
+  let settled = false;
+  void answering.then(() => (settled = true));
+  let partials: string[] = [];
+  while (!settled && partials.length === 0) {
+    await new Promise((r) => setTimeout(r, 50));
+    partials = await partialUploads(marker);
+  }
+  return { answer: await answering, marker, partials };
+}
+
+/** A 1 s MPEG-4 test pattern made with the bundled ffmpeg. */
+async function makeVideo(file: string): Promise<void> {
+  const child = spawn(toolPath('ffmpeg'), ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=64x48:rate=10:duration=1', '-c:v', 'mpeg4', '-pix_fmt', 'yuv420p', '-y', file], { env: toolEnv('ffmpeg'), stdio: 'ignore' });
+  assert.equal(await new Promise((resolve) => child.on('close', resolve)), 0);
 }
 
 const SVG_BLUR = Buffer.from(
@@ -231,6 +307,49 @@ describe('what the fuzzer found', () => {
       }, 500);
     });
     assert.match(slow, /^HTTP\/1\.1 200 /);
+  });
+
+  it('a multipart upload that stalls mid-file (video with Content-Length or chunked, image): 408 JSON, the partial file removed, the server still serving', async () => {
+    for (const chunked of [false, true]) {
+      const how = chunked ? 'chunked' : 'Content-Length';
+      const { answer, marker, partials } = await stalledUpload(srv.base, '/api/v1/video/upload', 'file', chunked);
+      assert.equal(partials.length, 1, `${how}: the partial upload was being written to ${UPLOAD_TMP} while the client was silent`);
+      assert.ok(answer.closed, `${how}: closed (${answer.ms} ms): ${JSON.stringify(answer.text)}`);
+      assert.match(answer.text, /^HTTP\/1\.1 408 /, `${how}: ${JSON.stringify(answer.text)}`);
+      assert.match(answer.text, /content-type: application\/json/i);
+      const error = rawBody(answer.text).error;
+      assert.equal(error.code, 'request_timeout');
+      assert.match(error.message, /no body data for 1\.5 s; send the whole body without pausing/);
+      assert.ok(answer.ms < 15_000, `${how}: answered in ${answer.ms} ms`);
+      assert.deepEqual(await partialUploads(marker), [], `${how}: the partial upload's temporary file is removed before the answer`);
+      // ...and the server lets go of it (multer's parser and the file's descriptor are not held).
+      const partial = path.join(UPLOAD_TMP, partials[0]!);
+      for (let i = 0; i < 100 && descriptorsOn(partial).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(descriptorsOn(partial), [], `${how}: no descriptor left open on the deleted partial file`);
+      const uploads = path.join(media, 'uploads');
+      assert.deepEqual(existsSync(uploads) ? await readdir(uploads) : [], [], `${how}: nothing is stored under MEDIA_ROOT/uploads`);
+    }
+    // A client that goes away mid-upload: the partial file is removed, and it is no server fault
+    // (the last test checks that no error line was logged).
+    const gone = await stalledUpload(srv.base, '/api/v1/video/upload', 'file', false, 1000);
+    assert.equal(gone.partials.length, 1, 'the partial upload was being written');
+    assert.equal(gone.answer.text, '');
+    for (let i = 0; i < 100 && (await partialUploads(gone.marker)).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await partialUploads(gone.marker), [], 'an abandoned upload is removed');
+    // A multipart image (held in memory) stalls the same way.
+    const image = await stalledUpload(srv.base, '/api/v1/image/segment', 'image', false);
+    assert.match(image.answer.text, /^HTTP\/1\.1 408 /, JSON.stringify(image.answer.text));
+    assert.equal(rawBody(image.answer.text).error.code, 'request_timeout');
+    // Other clients are served: a whole upload is stored and listed.
+    const dir = await tempDir('sam3-hardening-video-');
+    await makeVideo(path.join(dir, 'clip.mp4'));
+    const form = new FormData();
+    form.append('file', blob(await readFile(path.join(dir, 'clip.mp4')), 'video/mp4'), 'clip.mp4');
+    const up = await postRaw(srv.base, '/api/v1/video/upload', form);
+    assert.equal(up.status, 200, up.text);
+    assert.equal(up.body.video_info.total_frames, 10);
+    const listed = await get(srv.base, '/api/v1/video/uploads');
+    assert.deepEqual(listed.body.uploads.map((u: { video_id: string }) => u.video_id), [up.body.video_id]);
   });
 
   it('deeply nested or value-heavy JSON is refused before it is parsed, without stalling the event loop', async () => {

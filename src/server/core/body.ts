@@ -9,13 +9,15 @@
  * declared length and on the bytes as they arrive, after inflating any Content-Encoding
  * (content-encoding.ts; a decompression bomb stops at the limit); a client that stops sending
  * for CLIENT_IDLE_TIMEOUT_MS gets a 408; the text is parsed by json.ts (depth, value count,
- * prototype keys). An error before the body was read whole closes the connection after the answer.
+ * prototype keys). Multipart forms (multer, which waits as long as the client does) get the same
+ * 408 through multipart(). An error before the body was read whole closes the connection after
+ * the answer.
  */
 import type { IncomingMessage } from 'node:http';
 import { PassThrough, type Transform } from 'node:stream';
 
 import multer from '@koa/multer';
-import type { Context } from 'koa';
+import type { Context, Middleware } from 'koa';
 import getRawBody from 'raw-body';
 
 import { type BodyEncoding, decodeError, decoder, requestEncoding } from './content-encoding.js';
@@ -84,7 +86,7 @@ export class BodyReader {
     }
     if (multipart && ctx.is('multipart/form-data')) {
       requestEncoding(ctx.get('content-encoding'), ['identity']);
-      await this.upload(ctx, async () => {});
+      await this.multipart(ctx, this.upload);
       const raw = ((ctx.request as { body?: unknown }).body ?? {}) as Record<string, string | string[]>;
       const file = ctx.request.file?.buffer ?? ctx.file?.buffer;
       return { fields: convertFields(raw, multipart), file };
@@ -92,6 +94,56 @@ export class BodyReader {
     const got = ctx.get('content-type') || 'none';
     const accepted = multipart ? "'application/json' or 'multipart/form-data' (the file in a part named 'image')" : "'application/json'";
     throw new ApiError(415, ApiCode.UnsupportedMediaType, `Content-Type ${got} is not accepted here; send ${accepted}`, { content_type: got });
+  }
+
+  /**
+   * Runs a multer middleware under the idle timeout of JSON bodies: a client that sends no body
+   * data for CLIENT_IDLE_TIMEOUT_MS mid-form gets a 408 (multer itself would wait as long as the
+   * connection lives). The request is unpiped from multer first, so nothing more reaches a partial
+   * file, and `discard` (removing that file) runs before the answer; the request is destroyed after
+   * the answer, which makes multer tear down its parser and close the file.
+   */
+  async multipart(ctx: Context, upload: Middleware, discard?: () => Promise<unknown>): Promise<void> {
+    const req: IncomingMessage = ctx.req;
+    let stall!: () => void;
+    const stalled = new Promise<false>((resolve) => (stall = () => resolve(false)));
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(stall, this.idleTimeoutMs);
+    };
+    // multer pipes the request into its parser synchronously, before the first byte can arrive.
+    const parsing = upload(ctx, async () => {});
+    req.on('data', arm);
+    arm();
+    try {
+      if (await Promise.race([parsing.then(() => true), stalled])) return;
+    } catch (err) {
+      // multer's 'Request aborted' / 'Request closed': the client went away mid-form, not a fault.
+      if (req.destroyed && !req.complete) throw this.abortedError();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      req.off('data', arm);
+    }
+    // multer settles once the request is destroyed below; its 'Request aborted' is no news then.
+    parsing.catch(() => undefined);
+    req.unpipe();
+    // Should this fail, multer tries again when it tears down (below): the answer is still the 408.
+    await discard?.().catch(() => undefined);
+    ctx.set('Connection', 'close');
+    // Node never ends or closes a request whose body stops, even once the connection is gone, so
+    // multer would hold its parser and the partial file's descriptor: end it after the answer.
+    ctx.res.once('close', () => req.destroy());
+    throw this.idleError();
+  }
+
+  private abortedError(): ApiError {
+    return new ApiError(400, ApiCode.InvalidBody, 'the client closed the connection before the request body was complete');
+  }
+
+  private idleError(): ApiError {
+    return new ApiError(408, ApiCode.RequestTimeout, `the client sent no body data for ${this.idleTimeoutMs / 1000} s; send the whole body without pausing`, { idle_timeout_ms: this.idleTimeoutMs });
   }
 
   private tooLarge(limit: number, declared?: number): ApiError {
@@ -107,8 +159,8 @@ export class BodyReader {
     const source = inflate ?? new PassThrough();
     let corrupt: unknown;
     inflate?.once('error', (err) => (corrupt ??= err));
-    const idle = new ApiError(408, ApiCode.RequestTimeout, `the client sent no body data for ${this.idleTimeoutMs / 1000} s; send the whole body without pausing`, { idle_timeout_ms: this.idleTimeoutMs });
-    const aborted = new ApiError(400, ApiCode.InvalidBody, 'the client closed the connection before the request body was complete');
+    const idle = this.idleError();
+    const aborted = this.abortedError();
     let timer: NodeJS.Timeout | undefined;
     const arm = () => {
       clearTimeout(timer);

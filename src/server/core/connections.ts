@@ -7,9 +7,9 @@
  *   after CLIENT_IDLE_TIMEOUT_MS with no bytes, a connection that started a request but never
  *   finished its headers (even a bare CRLF) gets a 408, one that sent nothing or sits idle
  *   between keep-alive requests is closed, and one whose body stalls (a chunk size of
- *   ffffffffffffffff, then nothing) is answered 408 by the body reader (core/body.ts) and closed
- *   here one period later if nothing did. A request the server is still working on (a long
- *   propagation) is never cut;
+ *   ffffffffffffffff, a multipart upload cut off mid-file) is answered 408 by the body reader
+ *   (core/body.ts) and closed here one period later if nothing did. A request the server is still
+ *   working on (a long propagation) is never cut;
  * - WebSocket upgrades refused (no such path, shutting down, a bad handshake) get the same JSON
  *   error body instead of ws's text/html one.
  */
@@ -117,7 +117,7 @@ export function guardConnections(server: Server, logger: Logger, idleTimeoutMs: 
     }
     const req = (res as ServerResponse & { req?: { complete?: boolean } }).req;
     if (!req || req.complete) return; // the server is working on a request it has whole
-    // The body stalls: the body reader answers 408; a route that reads no body (or multer) does not.
+    // The body stalls: the body reader answers 408 (JSON and multipart); a route that reads no body does not.
     if (socket[STALLED_AT] === socket.bytesRead) {
       logger.debug({ bytes: socket.bytesRead }, 'request body stalled; connection closed');
       socket.destroy();

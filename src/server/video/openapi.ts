@@ -19,6 +19,10 @@ const errors = errorResponses({
       details: { session_id: 'my-session-1' },
     },
   },
+  408: {
+    description: 'The client sent no body data for CLIENT_IDLE_TIMEOUT_MS (an upload cut off mid-file); the partial upload is deleted and the connection closed',
+    example: { code: ApiCode.RequestTimeout, message: 'the client sent no body data for 15 s; send the whole body without pausing', details: { idle_timeout_ms: 15000 } },
+  },
   409: 'The session is propagating (one propagation at a time; other operations wait for it), the session id is taken, the object was removed, or the session has no prompt to propagate',
   413: {
     description: 'Upload over MAX_UPLOAD_MB, or a JSON body over 1 MB',
@@ -44,7 +48,7 @@ export function registerVideoPaths(registry: OpenAPIRegistry, s: VideoSchemas): 
     summary: 'Upload a video file; start sessions on it by video_id',
     description: "multipart/form-data with the file in a part named 'file', at most MAX_UPLOAD_MB. The video is probed and refused with 400 when it is not a decodable video.",
     request: { body: { required: true, content: { 'multipart/form-data': { schema: s.UploadMultipart } } } },
-    responses: { 200: { description: 'The stored video', content: json(s.UploadResponse) }, ...errors(400, 413, 415, 422, 500, 503) },
+    responses: { 200: { description: 'The stored video', content: json(s.UploadResponse) }, ...errors(400, 408, 413, 415, 422, 500, 503) },
   });
   const videoIdParam = z.object({ video_id: z.string().meta({ param: { name: 'video_id', in: 'path' }, example: 'sam3-0.0b5c8a7e-1f0d-4a43-9a59-6c1e2f3d4b5a' }) });
   const retention =

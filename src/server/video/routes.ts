@@ -4,6 +4,7 @@
  * video/schemas.ts; the session lifecycle lives in SessionManager; the WebSocket propagation is in
  * video/socket.ts (this router answers a plain GET on its path with 426).
  */
+import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -102,8 +103,17 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
   const { video } = config;
   const router: AppRouter = new Router<AppState, AppContext>({ prefix: '/api/v1/video' });
   const uploadDir = path.join(os.tmpdir(), 'sam3-uploads');
+  // The temporary file each request is writing, so a stalled upload's can be removed (core/body.ts).
+  const partials = new WeakMap<object, string>();
   const upload = multer({
-    storage: multer.diskStorage({ destination: uploadDir }),
+    storage: multer.diskStorage({
+      destination: uploadDir,
+      filename: (req, _file, cb) => {
+        const name = randomBytes(16).toString('hex');
+        partials.set(req, path.join(uploadDir, name));
+        cb(null, name);
+      },
+    }),
     limits: { fileSize: video.maxUploadBytes, files: 1, fields: 4, parts: 5 },
   }).single('file');
   const uploadMb = +(video.maxUploadBytes / 1024 / 1024).toFixed(2);
@@ -128,7 +138,10 @@ export function videoRoutes(deps: AppDeps, schemas: VideoSchemas, manager: Sessi
     if (Number.isFinite(declared) && declared > video.maxUploadBytes + 64 * 1024) throw uploadTooLarge(uploadMb, video.maxUploadBytes);
     deps.pool(); // 503 while loading, before taking the upload
     try {
-      await upload(ctx, async () => {});
+      await body.multipart(ctx, upload, async () => {
+        const partial = partials.get(ctx.req);
+        if (partial) await rm(partial, { force: true });
+      });
     } catch (err) {
       const code = (err as { code?: unknown }).code;
       if (code === 'LIMIT_FILE_SIZE') throw uploadTooLarge(uploadMb, video.maxUploadBytes);
