@@ -120,7 +120,11 @@ COPY --from=builder /src/build/Release/sam3.node build/Release/sam3.node
 # Every setting is an environment variable (.env.example lists them); these are the image's paths.
 # The image serves model bundles: mount one at /models/sam3 (or set SAM3_CHECKPOINT). It has no
 # Python, so it cannot export a Hugging Face checkpoint itself (README: "Run in a container").
+# The device is the image's own: the CUDA image started without a GPU (no --gpus) exits saying so
+# instead of serving on the CPU at a fraction of the speed; IMAGE_MODEL_DEVICE=auto lets it fall
+# back, DEVICES=cuda:0,cuda:1 uses several GPUs.
 ENV NODE_ENV=production \
+    IMAGE_MODEL_DEVICE=${SAM3_DEVICE} \
     SAM3_CHECKPOINT=/models/sam3 \
     SAM3_EXPORT_DIR=/data/bundles \
     MEDIA_ROOT=/data/media \

@@ -12,6 +12,7 @@ import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 
 import { createApp } from '../src/server/core/app.js';
+import { runtimeInfo } from '../src/index.js';
 import { loadConfig } from '../src/server/core/config.js';
 import { fixture, pngImage } from './helpers.js';
 import { alive, ensureDist, spawnServer } from './server-process.js';
@@ -138,6 +139,17 @@ describe('a port already in use', () => {
     const msgs = srv.logs.map((l) => l.msg);
     assert.ok(!msgs.some((m) => /^loading model|^ready$|uncaught/.test(m)), msgs.join(' | '));
     assert.equal(srv.stderr(), '');
+  });
+});
+
+describe('a device this machine lacks', { skip: runtimeInfo().cudaAvailable ? 'this machine has a CUDA device' : false }, () => {
+  it('exits 1 with one fatal line that says where the device is set', async () => {
+    const srv = await spawnServer({ IMAGE_MODEL_DEVICE: 'cuda' });
+    assert.equal(await srv.exited, 1, srv.stderr());
+    const fatal = srv.logs.filter((l) => l.level >= 50);
+    assert.equal(fatal.length, 1, JSON.stringify(srv.logs));
+    assert.equal(fatal[0]!.code, 'ERR_SAM3_DEVICE_MISMATCH');
+    assert.match(fatal[0]!.msg, /CUDA is not available.*set IMAGE_MODEL_DEVICE \(or DEVICES\).*--gpus/);
   });
 });
 

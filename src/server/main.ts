@@ -8,7 +8,7 @@
  */
 import { type Logger, pino } from 'pino';
 
-import { Sam3Error } from '../index.js';
+import { ErrorCode, Sam3Error } from '../index.js';
 import { createApp } from './core/app.js';
 import { ConfigError, type ServerConfig, loadConfig } from './core/config.js';
 
@@ -19,6 +19,15 @@ const REPEAT_WINDOW_MS = 1000;
 function fatalFields(err: unknown): Record<string, unknown> {
   if (err instanceof Sam3Error) return { code: err.code, details: err.details };
   return { err };
+}
+
+/** What to change when the model cannot load: for a device this machine lacks, where the device is set. */
+function loadFailure(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof Sam3Error && err.code === ErrorCode.DeviceMismatch) {
+    return `${message}; set IMAGE_MODEL_DEVICE (or DEVICES) to a device this machine has (auto, cpu or cuda:N), or give the process a GPU (a container needs --gpus and the NVIDIA container toolkit)`;
+  }
+  return message;
 }
 
 function listenFailure(err: NodeJS.ErrnoException, config: ServerConfig): string {
@@ -85,7 +94,7 @@ async function main(): Promise<void> {
     await service.load();
   } catch (err) {
     if (first) return; // a signal came during the load: close() is under way and exits 0
-    fatal({ checkpoint: config.checkpoint, ...fatalFields(err) }, `cannot serve: the model did not load: ${(err as Error).message}`);
+    fatal({ checkpoint: config.checkpoint, ...fatalFields(err) }, `cannot serve: the model did not load: ${loadFailure(err)}`);
   }
 }
 

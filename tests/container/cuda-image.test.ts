@@ -6,8 +6,9 @@
  * What it proves: Dockerfile.cuda's stages build with a CUDA build of torch (the addon compiles
  * and links against libtorch_cuda with the CUDA toolkit in the builder, the nvidia-* libraries the
  * wheel names are installed and carried to the runtime, and libtorch_cuda finds every one of them
- * there), and the image serves on the CPU when there is no GPU, refusing a CUDA device with a clear
- * error. What it cannot prove here: anything on a GPU (no GPU, no NVIDIA container toolkit).
+ * there); without a GPU it refuses to start by default, saying what to change, and serves on the
+ * CPU when told to (IMAGE_MODEL_DEVICE=auto). What it cannot prove here: anything on a GPU (no
+ * GPU, no NVIDIA container toolkit).
  *
  * No registry is reachable, so as in image.test.ts the bases are stand-ins: Debian bookworm
  * (mmdebstrap) for nvidia/cuda's -base image, and Debian plus the CUDA toolkit unpacked from
@@ -146,11 +147,18 @@ describe('the CUDA image (podman, no GPU)', { skip: skipWithoutTools(), timeout:
     assert.equal(info.cudaAvailable, false, 'no GPU here');
   });
 
-  it('serves a tiny bundle on the CPU when there is no GPU, and stops cleanly', async (t) => {
+  it('without a GPU, refuses to start by default, saying what to change', async () => {
+    const { bundle } = await fixture();
+    const r = attempt('podman', ['run', '--rm', '-v', `${bundle}:/models/sam3:ro`, '-e', 'IMAGE_MODEL_WARMUP=false', TAG]);
+    assert.notEqual(r.status, 0, r.output);
+    assert.match(r.output, /CUDA is not available.*set IMAGE_MODEL_DEVICE \(or DEVICES\).*--gpus/, r.output.slice(-2000));
+  });
+
+  it('with IMAGE_MODEL_DEVICE=auto, serves a tiny bundle on the CPU when there is no GPU, and stops cleanly', async (t) => {
     const { bundle } = await fixture();
     const port = await freePort();
     name = `sam3-test-cuda-${process.pid}`;
-    run('podman', ['run', '-d', '--name', name, '-p', `127.0.0.1:${port}:8000`, '-v', `${bundle}:/models/sam3:ro`, '-e', 'ENGINE_THREADS=2', '-e', 'IMAGE_MODEL_WARMUP=false', TAG]);
+    run('podman', ['run', '-d', '--name', name, '-p', `127.0.0.1:${port}:8000`, '-v', `${bundle}:/models/sam3:ro`, '-e', 'IMAGE_MODEL_DEVICE=auto', '-e', 'ENGINE_THREADS=2', '-e', 'IMAGE_MODEL_WARMUP=false', TAG]);
     const base = `http://127.0.0.1:${port}`;
     await waitHealthy(base, name);
     const health = await get(base, '/health');
@@ -158,12 +166,5 @@ describe('the CUDA image (podman, no GPU)', { skip: skipWithoutTools(), timeout:
     assert.equal(attempt('podman', ['healthcheck', 'run', name]).status, 0, 'the HEALTHCHECK passes');
     await exerciseServer(base, dir);
     t.diagnostic(`podman stop took ${stopCleanly(name).toFixed(1)} s`);
-  });
-
-  it('refuses IMAGE_MODEL_DEVICE=cuda without a GPU: exits non-zero saying so', async () => {
-    const { bundle } = await fixture();
-    const r = attempt('podman', ['run', '--rm', '-v', `${bundle}:/models/sam3:ro`, '-e', 'IMAGE_MODEL_DEVICE=cuda', '-e', 'IMAGE_MODEL_WARMUP=false', TAG]);
-    assert.notEqual(r.status, 0, r.output);
-    assert.match(r.output, /CUDA is not available/, r.output.slice(-2000));
   });
 });
