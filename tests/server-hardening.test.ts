@@ -403,3 +403,33 @@ describe('what the fuzzer found', () => {
     );
   });
 });
+
+describe('the connection backstop (core/connections.ts)', () => {
+  it('closes a connection whose body stalls under a handler that never reads it, after two idle periods', async () => {
+    const { createServer } = await import('node:http');
+    const { pino } = await import('pino');
+    const { guardConnections } = await import('../src/server/core/connections.js');
+    const IDLE = 300;
+    // A handler that neither reads the body nor answers: only the backstop can end this.
+    const server = createServer(() => {});
+    guardConnections(server, pino({ level: 'silent' }), IDLE);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as net.AddressInfo).port;
+      const t0 = Date.now();
+      const closedAfter = await new Promise<number>((resolve, reject) => {
+        const c = net.connect(port, '127.0.0.1', () => c.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\npartial'));
+        c.on('error', reject);
+        c.on('close', () => resolve(Date.now() - t0));
+        setTimeout(() => {
+          c.destroy();
+          reject(new Error(`still open after ${10 * IDLE} ms`));
+        }, 10 * IDLE);
+      });
+      assert.ok(closedAfter >= 2 * IDLE - 50, `closed after ${closedAfter} ms: not before the second idle period`);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});

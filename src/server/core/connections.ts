@@ -123,6 +123,8 @@ export function guardConnections(server: Server, logger: Logger, idleTimeoutMs: 
       socket.destroy();
     } else {
       socket[STALLED_AT] = socket.bytesRead;
+      // Node emits 'timeout' once per setTimeout: arm it again, or the next period never comes.
+      socket.setTimeout(idleTimeoutMs);
     }
   });
 }
