@@ -175,7 +175,7 @@ describe('operations endpoints', () => {
     const statusOf = new Map<string, Set<number>>();
     const add = (code: string, status: number) => statusOf.set(code, new Set([...(statusOf.get(code) ?? []), status]));
     for (const m of Object.values(ERROR_STATUS)) add(m.code, m.status);
-    for (const [code, status] of [['not_found', 404], ['method_not_allowed', 405], ['body_too_large', 413], ['unsupported_media_type', 415], ['wrong_replica', 421], ['upgrade_required', 426], ['unauthorized', 401], ['upload_too_large', 413], ['video_in_use', 409], ['invalid_json', 400], ['invalid_base64', 400], ['validation_error', 400]] as const) add(code, status);
+    for (const [code, status] of [['not_found', 404], ['method_not_allowed', 405], ['body_too_large', 413], ['unsupported_media_type', 415], ['wrong_replica', 421], ['upgrade_required', 426], ['unauthorized', 401], ['upload_too_large', 413], ['video_in_use', 409], ['invalid_json', 400], ['invalid_base64', 400], ['validation_error', 400], ['request_timeout', 408]] as const) add(code, status);
     let examples = 0;
     // Schema-level examples (what Swagger UI shows for a body) ...
     const walk = (schema: any, where: string, seen = new Set<unknown>()) => {
