@@ -7,7 +7,8 @@
  * - churn: hundreds of video session open / prompt / propagate / close cycles and image cache
  *   cycles (new images embedded, prompted by id and clicked), MAX_SESSIONS refusing the one too
  *   many with 429; RSS (less the feature cache, which has its own gauge) must stay bounded;
- * - soak: concurrent valid traffic for a while; everything succeeds, RSS stays bounded, and the
+ * - soak: concurrent valid traffic for a while (after a warm-up at the same concurrency, which sets
+ *   the baseline); everything succeeds, RSS stays bounded, and the
  *   gauges (sessions, queues, in-flight requests) come back to zero.
  *
  * tests/reliability.test.ts runs a short form in `npm run test:node`; `npm run test:soak` runs the
@@ -323,22 +324,28 @@ export interface SoakReport {
   failures: Failure[];
 }
 
-export async function runSoak(suite: Suite, options: { seed: number; durationMs: number; concurrency: number }): Promise<SoakReport> {
+/**
+ * warmupMs: the same traffic first, before the baseline is taken: the first minutes at a new
+ * concurrency grow RSS once (glibc gives each thread that allocates its own arena, libtorch's pools
+ * fill), which is not growth under sustained traffic. Its failures count like the soak's.
+ */
+export async function runSoak(suite: Suite, options: { seed: number; durationMs: number; concurrency: number; warmupMs?: number }): Promise<SoakReport> {
   const { server, fx } = suite;
   const tally = new Tally();
   const client = new Client(server.base, tally, suite.apiKey);
+  const names = Object.keys(VALID_STEPS).filter((n) => n !== 'upload');
+  const worlds: World[] = Array.from({ length: options.concurrency }, (_, i) => ({ client, fx, rng: new Rng(options.seed * 7919 + i) }));
+  const drive = (until: number) =>
+    Promise.all(
+      worlds.map(async (world) => {
+        while (Date.now() < until && !server.exited) await VALID_STEPS[world.rng.pick(names)]!(world);
+      }),
+    );
+  if (options.warmupMs) await drive(Date.now() + options.warmupMs);
   const before = await settledGauges(server.base, 30_000, client.authHeaders);
   const watcher = watch(suite);
   const start = Date.now();
-  const end = start + options.durationMs;
-  const names = Object.keys(VALID_STEPS).filter((n) => n !== 'upload');
-  await Promise.all(
-    Array.from({ length: options.concurrency }, async (_, i) => {
-      const rng = new Rng(options.seed * 7919 + i);
-      const world: World = { client, fx, rng };
-      while (Date.now() < end && !server.exited) await VALID_STEPS[rng.pick(names)]!(world);
-    }),
-  );
+  await drive(start + options.durationMs);
   await watcher.stop();
   if (server.exited) tally.fail({ kind: 'server_error', name: 'crash', detail: `the server exited ${JSON.stringify(server.exited)}` });
   const after = await settledGauges(server.base, 30_000, client.authHeaders);
@@ -383,7 +390,7 @@ async function main(): Promise<void> {
     const churn = await runChurn(suite, { seed, sessionCycles: cycles, imageCycles: cycles, warmup: 20 });
     report.churn = churn;
     log(`churn: ${churn.requests} requests in ${churn.seconds} s, RSS less cache ${churn.baselineMiB} -> ${churn.endMiB} MiB, ${churn.failures.length} failures ${JSON.stringify(churn.failures)}`);
-    const soak = await runSoak(suite, { seed, durationMs: minutes('SOAK_MINUTES', 5), concurrency });
+    const soak = await runSoak(suite, { seed, durationMs: minutes('SOAK_MINUTES', 5), concurrency, warmupMs: 30_000 });
     report.soak = soak;
     log(`soak: ${soak.requests} requests, RSS less cache ${soak.startMiB} -> ${soak.endMiB} MiB (every 30 s: ${soak.seriesMiB.join(', ')}), ${soak.failures.length} failures ${JSON.stringify(soak.failures)}`);
     report.rssFinalMiB = mib((await readGauges(suite.server.base, apiKey ? { authorization: `Bearer ${apiKey}` } : {})).rssBytes);
