@@ -5,7 +5,8 @@
 
 Writes DIR/frames/frame_000.png .. (96x72 lossless PNGs, sam3tools/concept_demo.FRAME_FORMULA) and
 DIR/cases.json (concept_demo.CASES, for make_concept_reference.py), DIR/op_cases.json
-(concept_demo.OP_CASES: the same video as the server's API calls it), and prints on stdout the
+(concept_demo.OP_CASES: the same video as the server's API calls it), DIR/cases_bfloat16.json
+(concept_demo.BF16_CASES: settings whose decisions bfloat16 can resolve), and prints on stdout the
 make_tiny_checkpoint.py arguments of the checkpoint they were designed for (seed 1, 112 px, the
 --video-config values of concept_demo.CHECKPOINT_CONFIG), with CHECKPOINT where its folder goes:
 
@@ -21,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sam3tools.cli import Tool  # noqa: E402
 
 tool = Tool("make_concept_demo", "Write the concept-tracking parity fixture's frames and cases.")
-tool.add("--out", required=True, help="output folder (frames/, cases.json and op_cases.json; existing files are overwritten)")
+tool.add("--out", required=True, help="output folder (frames/, cases.json, op_cases.json and cases_bfloat16.json; existing files are overwritten)")
 tool.add("--frames", type=int, default=None, help="number of frames (default 10; cases that need more are left out)")
 tool.add("--checkpoint-folder", default="CHECKPOINT", help="the --out printed in the make_tiny_checkpoint.py arguments")
 

@@ -12,76 +12,12 @@
  * objects (concept_demo.py explains each); the reference's statistics show every mechanism fired.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
 
-import sharp from 'sharp';
-
-import { type FrameResult, type PropagateOptions, Sam3Model } from '../src/index.js';
-import type { FrameSource, RgbFrame, VideoInfo } from '../src/video/source.js';
-import { pixelDiff, py, root, toolsHash } from './helpers.js';
-
-interface RefFrame {
-  frame_index: number;
-  object_ids: number[];
-  scores: number[];
-  masks: { size: [number, number]; counts: string }[];
-  boxes: number[][];
-  prompt_to_obj_ids: Record<string, number[]>;
-}
-
-interface RefCase {
-  prompts: string[];
-  direction: 'forward' | 'backward';
-  start_frame_index: number;
-  max_frames: number | null;
-  settings: Record<string, number | boolean>;
-  frames: RefFrame[];
-  stats: Record<string, unknown>;
-}
-
-/** The concept fixture: frames, checkpoint, bundle and reference, cached by the Python tools' hash. */
-interface RefOp {
-  op: 'prompt' | 'propagate' | 'remove';
-  text?: string;
-  frame?: number;
-  start?: number;
-  direction?: 'forward' | 'backward' | 'both';
-  max_frames?: number | null;
-  obj_id?: number;
-  outputs: RefFrame[];
-}
-
-interface RefOpCase {
-  prompts: string[];
-  settings: Record<string, number | boolean>;
-  ops: RefOp[];
-}
-
-async function conceptFixture(): Promise<{ dir: string; bundle: string; cases: Record<string, RefCase>; opCases: Record<string, RefOpCase> }> {
-  const dir = path.join(root, '.cache', 'fixtures', `concept-${toolsHash()}`);
-  const ref = path.join(dir, 'reference.json');
-  const opRef = path.join(dir, 'op-reference.json');
-  if (!existsSync(ref) || !existsSync(opRef)) {
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
-    const ck = path.join(dir, 'checkpoint');
-    const printed = await py(['scripts/make_concept_demo.py', '--out', dir, '--checkpoint-folder', ck]);
-    const args = printed.trim().split('\n').pop()!.split(' ');
-    await py(['scripts/make_tiny_checkpoint.py', ...args]);
-    await py(['scripts/export_sam3.py', '--checkpoint', ck, '--out', path.join(dir, 'bundle')]);
-    await py(['scripts/make_concept_reference.py', '--checkpoint', ck, '--cases', path.join(dir, 'op_cases.json'), '--out', opRef], 1_800_000);
-    await py(['scripts/make_concept_reference.py', '--checkpoint', ck, '--cases', path.join(dir, 'cases.json'), '--out', `${ref}.tmp`], 1_800_000);
-    writeFileSync(ref, readFileSync(`${ref}.tmp`));
-  }
-  return {
-    dir,
-    bundle: path.join(dir, 'bundle'),
-    cases: JSON.parse(readFileSync(ref, 'utf8')).cases,
-    opCases: JSON.parse(readFileSync(opRef, 'utf8')).cases,
-  };
-}
+import { type FrameResult, Sam3Model } from '../src/index.js';
+import { type ConceptFixture, PngFrames, type RefFrame, conceptFixture, ourOptions, promptFrame, refBox } from './concept-fixture.js';
+import { pixelDiff } from './helpers.js';
 
 /** Our frame's objects (all, or those of `only`) against the reference's, mask pixels that differ. */
 function compareFrame(f: FrameResult, want: RefFrame, prompts: string[], where: string, only?: string): number {
@@ -102,50 +38,13 @@ function compareFrame(f: FrameResult, want: RefFrame, prompts: string[], where: 
     assert.ok(Math.abs(o.score - want.scores[j]!) < 1e-4, `${where}, object ${o.id}: score ${o.score} vs ${want.scores[j]}`);
     assert.equal(o.concept, prompts.find((p) => want.prompt_to_obj_ids[p]?.includes(o.id)), `${where}, object ${o.id}: concept`);
     // Boxes: the reference's are inclusive pixel corners of the mask before the non-overlap rule.
-    const [x0, y0, x1, y1] = want.boxes[j]!;
-    const [W, H] = [w.size[1], w.size[0]];
-    const expect = [x0! / W, y0! / H, (x1! + 1 - x0!) / W, (y1! + 1 - y0!) / H];
+    const expect = refBox(want.boxes[j]!, w.size);
     for (let k = 0; k < 4; k++) assert.ok(Math.abs(o.box[k]! - expect[k]!) < 1e-5, `${where}, object ${o.id}: box ${o.box} vs ${expect}`);
   }
   return pixels;
 }
 
-/** The fixture's PNG frames, in memory. */
-class PngFrames implements FrameSource {
-  readonly info: VideoInfo;
-  readonly path = 'concept-frames';
-  constructor(private readonly frames: RgbFrame[]) {
-    const { width, height } = frames[0]!;
-    this.info = { totalFrames: frames.length, fps: 10, width, height, durationSeconds: frames.length / 10 };
-  }
-  static async load(dir: string): Promise<PngFrames> {
-    const frames: RgbFrame[] = [];
-    for (let t = 0; existsSync(path.join(dir, `frame_${String(t).padStart(3, '0')}.png`)); t++) {
-      const { data, info } = await sharp(path.join(dir, `frame_${String(t).padStart(3, '0')}.png`)).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-      frames.push({ rgb: data, width: info.width, height: info.height });
-    }
-    return new PngFrames(frames);
-  }
-  async frame(i: number): Promise<RgbFrame> {
-    return this.frames[i]!;
-  }
-  cachedBytes(): number {
-    return 0;
-  }
-  async close(): Promise<void> {}
-}
-
-/**
- * Our propagation for a reference case. Our backward run includes its start frame, transformers'
- * reverse iterator starts one frame before it: the reference's backward start s is our s - 1, and
- * its max_frames m our m - 1.
- */
-function ourOptions(c: RefCase): PropagateOptions {
-  if (c.direction === 'forward') return { direction: 'forward', startFrameIndex: c.start_frame_index, maxFrames: c.max_frames };
-  return { direction: 'backward', startFrameIndex: c.start_frame_index - 1, maxFrames: c.max_frames === null ? null : c.max_frames - 1 };
-}
-
-let fx: Awaited<ReturnType<typeof conceptFixture>>;
+let fx: ConceptFixture;
 let frames: PngFrames;
 
 before(async () => {
@@ -208,13 +107,8 @@ describe('concept tracking through the session API (text prompts on frames, then
         for (const [k, op] of c.ops.entries()) {
           const where = `op ${k} (${op.op})`;
           if (op.op === 'prompt') {
-            const r = await session.addPrompt({ frameIndex: op.frame!, text: op.text! });
-            const want = op.outputs[0]!;
-            const f: FrameResult = {
-              frameIndex: r.frameIndex,
-              objects: r.objIds.map((id, i) => ({ id, mask: r.masks[i]!, box: r.boxes[i]!, score: r.scores[i]!, logit: r.logits[i]!, concept: op.text! })),
-            };
-            pixels += compareFrame(f, want, c.prompts, `${where} frame ${op.frame}`, op.text);
+            const f = await promptFrame(session, op.frame!, op.text!);
+            pixels += compareFrame(f, op.outputs[0]!, c.prompts, `${where} frame ${op.frame}`, op.text);
             count += f.objects.length;
           } else if (op.op === 'propagate') {
             const got: FrameResult[] = [];

@@ -43,13 +43,15 @@ std::vector<float> ToFloats(const torch::Tensor& t) {
 
 // The merged detections of every concept (_merge_detections_from_prompts).
 struct Detections {
-  torch::Tensor boxes, masks, scores;  // [N,4] xyxy, [N,m,m] logits, [N] float32
+  torch::Tensor boxes, masks, scores;  // [N,4] xyxy, [N,m,m] logits, [N] float32 (of the model dtype's values)
   std::vector<int64_t> prompt;         // det_idx_to_prompt_id
   int64_t size() const { return static_cast<int64_t>(prompt.size()); }
 };
 
 // run_detection + _merge_detections_from_prompts: per concept, the queries above
-// score_threshold_detection that survive mask NMS, in query order; concepts in prompt order.
+// score_threshold_detection that survive mask NMS, in query order; concepts in prompt order. The
+// thresholds compare the model dtype's probabilities (as transformers does); the merged scores are
+// their float32 values (run_tracker_update_planning_phase's det_scores.float()).
 Detections RunDetection(const ConceptState& cs, ModelState& model, FeaturesState& feats) {
   const ConceptConfig& c = cs.config;
   std::vector<torch::Tensor> boxes, masks, scores;
@@ -65,7 +67,7 @@ Detections RunDetection(const ConceptState& cs, ModelState& model, FeaturesState
     if (rows.numel() == 0) continue;
     boxes.push_back(d.boxes.index_select(0, d.valid.index_select(0, rows)));
     masks.push_back(d.masks.index_select(0, rows));
-    scores.push_back(probs.index_select(0, rows));
+    scores.push_back(probs.index_select(0, rows).to(torch::kFloat32));
     out.prompt.insert(out.prompt.end(), rows.numel(), static_cast<int64_t>(p));
   }
   const int64_t m = model.config.mask_size;
@@ -291,10 +293,12 @@ ConceptFrame DetTrackOneFrame(VideoState& v, ConceptState& cs, ModelState& model
   std::map<int64_t, torch::Tensor> reconditioned;  // obj_idx -> mask
   std::set<int64_t> reconditioned_ids;
   if (c.recondition_every_nth_frame > 0 && frame % c.recondition_every_nth_frame == 0 && !a.trk_to_best_det.empty()) {
-    std::vector<float> logits = ToFloats(trk_scores);
+    // The tracker's score logit against high_conf_thresh in the tracker's dtype, as transformers
+    // compares the tensor element with the float.
+    std::vector<int64_t> low_score = ToVector(trk_scores <= c.high_conf_thresh);
     for (const auto& [id, d] : a.trk_to_best_det) {
       const int64_t idx = IndexOf(v, id);
-      if (logits[idx] <= c.high_conf_thresh) continue;
+      if (low_score[idx]) continue;
       // A view of the tracked mask: a later occlusion suppression shows through, as in transformers.
       reconditioned[idx] = c.recondition_on_trk_masks ? trk_masks.narrow(0, idx, 1).unsqueeze(1) : (det.masks.narrow(0, d, 1).unsqueeze(1) >= 0.5);
       reconditioned_ids.insert(id);
@@ -348,7 +352,9 @@ ConceptFrame DetTrackOneFrame(VideoState& v, ConceptState& cs, ModelState& model
   for (int64_t id : reconditioned_ids) by_id[id] = det.masks[a.trk_to_best_det.at(id)];
   out.masks.assign(by_id.begin(), by_id.end());
   if (trk_scores.size(0) > 0) {
-    std::vector<float> probs = ToFloats(torch::sigmoid(trk_scores.to(torch::kFloat32)));
+    // sigmoid in the tracker's dtype, as transformers takes it: in bfloat16 these probabilities tie
+    // more often, and the output's non-overlap rule picks among tied objects by order.
+    std::vector<float> probs = ToFloats(torch::sigmoid(trk_scores));
     for (size_t i = 0; i < ids_now.size() && i < probs.size(); i++) frame_scores[ids_now[i]] = probs[i];
   }
   // Scores of the frame's objects only (transformers passes every id's, removed ones at -1e4).
@@ -376,8 +382,10 @@ ConceptResult PostprocessConceptFrame(const VideoState& v, const ConceptState& c
   std::vector<torch::Tensor> low;
   for (const auto& [id, m] : out.masks) {
     ids.push_back(id);
-    low.push_back(m.to(torch::kFloat32));
+    low.push_back(m);
   }
+  // Upsampled in the masks' own dtype, as postprocess_outputs does: bfloat16's bilinear kernel
+  // puts a few boundary pixels on the other side of 0 than float32's would.
   torch::Tensor up = F::interpolate(torch::stack(low, 0).unsqueeze(1),
                                     F::InterpolateFuncOptions().size(std::vector<int64_t>{h, w}).mode(torch::kBilinear).align_corners(false));
   torch::Tensor bin = up.squeeze(1) > 0;

@@ -256,7 +256,10 @@ ConceptDetections DetectConcept(ModelState& s, FeaturesState& feats, const std::
   queries[0].text = text;
   auto out = RunTuple(s.head_text, HeadInputs(s, feats, queries, {0}, false), kHeadOutputs, "text head");
   ConceptDetections d;
-  d.scores = (torch::sigmoid(out[0][0].to(torch::kFloat32)) * torch::sigmoid(out[2][0].to(torch::kFloat32))).contiguous();
+  // In the model's dtype, as run_detection computes them: in bfloat16 the probabilities round to
+  // 1/512 near 0.25 and the threshold is compared in bfloat16 too (a float32 product here put
+  // detections on the other side of score_threshold_detection and reordered ties in NMS).
+  d.scores = (torch::sigmoid(out[0][0]) * torch::sigmoid(out[2][0])).contiguous();
   d.boxes = out[1][0];
   d.valid = (d.scores > min_score).nonzero().flatten();
   const int64_t v = d.valid.numel();

@@ -142,8 +142,9 @@ struct SegmentResult {
 };
 
 // One text concept on an image, as Sam3VideoModel.run_detection reads the detector: every query's
-// score (sigmoid(logit) * sigmoid(presence), float32 [Q]) and box (xyxy normalised, [Q,4]), and the
-// mask logits [V,m,m] of the V queries scoring above min_score (`valid`, their indices, ascending).
+// score (sigmoid(logit) * sigmoid(presence) [Q], in the model's dtype as transformers computes it) and
+// box (xyxy normalised, [Q,4]), and the mask logits [V,m,m] of the V queries scoring above min_score
+// (`valid`, their indices, ascending; the comparison in the model's dtype too).
 struct ConceptDetections {
   torch::Tensor scores, boxes, valid, masks;
 };

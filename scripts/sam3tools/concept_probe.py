@@ -224,14 +224,22 @@ class Margins:
         self.near: dict[str, int] = {}
 
     def add(self, name: str, values: torch.Tensor, threshold: float) -> None:
+        """Values of a bfloat16 (float16) tensor compare with the threshold rounded to that dtype, as
+        torch compares a tensor with a Python float: the distance is from that ("threshold_as_compared";
+        0 means the value sits on it, and a strict comparison flips when the value moves one step)."""
+        compared = float(threshold)
+        if values.dtype in (torch.bfloat16, torch.float16):
+            compared = float(torch.tensor(float(threshold), dtype=values.dtype))
         values = values.detach().float().reshape(-1)
         if not values.numel():
             return
-        gaps = (values - float(threshold)).abs()
+        gaps = (values - compared).abs()
         i = int(torch.argmin(gaps))
         best = self.closest.get(name)
         if best is None or float(gaps[i]) < best["distance"]:
             self.closest[name] = {"distance": float(gaps[i]), "value": float(values[i]), "threshold": float(threshold)}
+            if compared != float(threshold):
+                self.closest[name]["threshold_as_compared"] = compared
 
     def add_iou(self, name: str, a: torch.Tensor, b: torch.Tensor | None, threshold: float, where=None, upper: bool = False) -> None:
         """IoUs of the binary masks a (N,H,W) x b (M,H,W) (a x a without b; upper: pairs i < j only;

@@ -283,6 +283,13 @@ class ConceptFixtureTest(unittest.TestCase):
             entry = json.load(fh)["two"]
         self.assertTrue(entry["stable"])
         self.assertEqual(set(entry), {"stable", "float64", "noise0.001_seed5"})
+        # In bfloat16: the case in bfloat16 against itself with the noise (no float64 run).
+        code, err, _ = run_main(check_concept_stability, ["--checkpoint", self.checkpoint, "--cases", two, "--out", report, "--dtype", "bfloat16"])
+        self.assertIn(code, (0, 3), err)
+        with open(report) as fh:
+            entry = json.load(fh)["two"]
+        self.assertEqual(set(entry), {"stable", "noise0.001_seed5"})
+        self.assertEqual(entry["stable"], code == 0)
 
         with open(two, "w") as fh:
             json.dump([{"name": "late", "frames_dir": "frames", "ops": [{"op": "prompt", "text": "red disc", "frame": 10}]}], fh)

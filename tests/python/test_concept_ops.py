@@ -87,6 +87,31 @@ class ConceptOpsTest(unittest.TestCase):
             self.assertLessEqual(op_case_frames(checked), NUM_FRAMES)
         self.assertEqual(op_case_frames(OP_CASES[2]), 10)
 
+    def test_demo_bf16_cases(self):
+        from sam3tools.concept_demo import BF16_CASES, NUM_FRAMES, op_case_frames
+        from sam3tools.concept_reference import check_case
+
+        self.assertEqual([c["name"] for c in BF16_CASES],
+                         ["bf16_forward", "bf16_backward", "bf16_unmatched_capped", "bf16_keep_alive", "bf16_ops_both_window"])
+        for case in BF16_CASES:
+            checked = check_case(dict(case, frames_dir="frames"))
+            self.assertEqual(checked["config"]["new_det_thresh"], 0.2568)
+            self.assertLessEqual(op_case_frames(checked) if "ops" in checked else checked["start_frame_index"], NUM_FRAMES)
+
+    def test_margins_compare_in_the_values_dtype(self):
+        import torch
+
+        from sam3tools.concept_probe import Margins
+
+        m = Margins()
+        # 0.2535 rounds to bfloat16 0.25390625: a bfloat16 score there sits on the threshold.
+        m.add("bf16", torch.tensor([0.25390625, 0.2578125], dtype=torch.bfloat16), 0.2535)
+        m.add("f32", torch.tensor([0.25390625, 0.2578125]), 0.2535)
+        got = m.report()["closest"]
+        self.assertEqual(got["bf16"], {"distance": 0.0, "value": 0.25390625, "threshold": 0.2535, "threshold_as_compared": 0.25390625})
+        self.assertAlmostEqual(got["f32"]["distance"], 0.00040625, places=7)
+        self.assertNotIn("threshold_as_compared", got["f32"])
+
     def test_stability_comparisons(self):
         from sam3tools.concept_stability import decisions, first_difference
 
